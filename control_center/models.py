@@ -1,0 +1,366 @@
+"""Database model (SQLAlchemy 2 typed ORM).
+
+Timestamps are stored UTC-aware (``DateTime(timezone=True)``); SQLite drops the offset, so
+:class:`UTCDateTime` puts UTC back on read. Dossier and ticket state is *derived* from the
+append-only event tables; the aggregate tables (``commune_due_buckets``, ``commune_daily``)
+are maintained by the collector in the same transaction so that the wall never scans dossiers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    Uuid,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware datetime that always comes back in UTC, on SQLite too."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        # SQLite stores text; store it without offset so text order is time order.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- reference data -------------------------------------------------------------------------
+
+
+class Commune(Base):
+    __tablename__ = "communes"
+
+    code: Mapped[str] = mapped_column(String(5), primary_key=True)
+    province_code: Mapped[str] = mapped_column(String(2), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    name_en: Mapped[str | None] = mapped_column(String(120))
+    division_type: Mapped[str] = mapped_column(String(20))  # xã / phường / đặc khu
+    lon: Mapped[float | None] = mapped_column(Float)
+    lat: Mapped[float | None] = mapped_column(Float)
+    area_km2: Mapped[float | None] = mapped_column(Float)
+
+
+class Procedure(Base):
+    __tablename__ = "procedures"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(500))
+    sector: Mapped[str | None] = mapped_column(String(120))
+    processing_days: Mapped[float | None] = mapped_column(Float)
+    processing_hours: Mapped[float | None] = mapped_column(Float)
+    full_online: Mapped[bool] = mapped_column(Boolean, default=False)
+    # False for a code first seen in an event: catalogues lag behind centres (CONTRACT.md).
+    catalogued: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+# --- dossiers -------------------------------------------------------------------------------
+
+
+class Dossier(Base):
+    """Current state of one dossier, derived from its events in ``occurred_at`` order."""
+
+    __tablename__ = "dossiers"
+
+    dossier_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    commune_code: Mapped[str] = mapped_column(String(5))  # current handler (after transfers)
+    received_commune_code: Mapped[str] = mapped_column(String(5))
+    procedure_code: Mapped[str] = mapped_column(String(64))
+    procedure_name: Mapped[str | None] = mapped_column(String(500))
+    sector: Mapped[str | None] = mapped_column(String(120))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[int] = mapped_column(Integer)  # 1..10, DOMAIN.md
+    is_open: Mapped[bool] = mapped_column(Boolean)  # not finished (paused counts as open)
+    is_paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    received_at: Mapped[datetime]
+    clock_start_at: Mapped[datetime | None]
+    due_at: Mapped[datetime | None]
+    original_due_at: Mapped[datetime | None]
+    paused_seconds: Mapped[float] = mapped_column(Float, default=0.0)  # working seconds
+    extension_count: Mapped[int] = mapped_column(Integer, default=0)
+    apology_issued_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(16))  # early/on_time/overdue when finished
+    officer: Mapped[str | None] = mapped_column(String(200))
+    department: Mapped[str | None] = mapped_column(String(200))
+    applicant_name: Mapped[str | None] = mapped_column(String(200))  # personal data
+    flags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    event_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_event_at: Mapped[datetime]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        # Open backlog per commune by due date: overdue / due soon without touching closed rows.
+        Index(
+            "ix_dossiers_open_commune_due",
+            "commune_code",
+            "due_at",
+            sqlite_where=text("is_open = 1"),
+            postgresql_where=text("is_open"),
+        ),
+        Index(
+            "ix_dossiers_open_due",
+            "due_at",
+            sqlite_where=text("is_open = 1"),
+            postgresql_where=text("is_open"),
+        ),
+        Index("ix_dossiers_commune_received", "commune_code", "received_at"),
+        Index("ix_dossiers_commune_finished", "commune_code", "finished_at"),
+    )
+
+
+class DossierEvent(Base):
+    """Append-only; ``event_id`` is the idempotency key."""
+
+    __tablename__ = "dossier_events"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dossier_code: Mapped[str] = mapped_column(String(64))
+    commune_code: Mapped[str] = mapped_column(String(5))
+    type: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[datetime]
+    arrived_at: Mapped[datetime]
+    payload: Mapped[dict[str, Any]]
+
+    __table_args__ = (Index("ix_dossier_events_dossier_time", "dossier_code", "occurred_at"),)
+
+
+# --- maintained aggregates ------------------------------------------------------------------
+
+
+class CommuneDueBucket(Base):
+    """Open dossiers per commune per due minute; ``due_minute`` NULL = no due date."""
+
+    __tablename__ = "commune_due_buckets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    commune_code: Mapped[str] = mapped_column(String(5))
+    due_minute: Mapped[datetime | None]
+    open_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        Index("uq_commune_due_buckets_key", "commune_code", "due_minute", unique=True),
+        Index("ix_commune_due_buckets_due", "due_minute"),
+    )
+
+
+class CommuneDaily(Base):
+    """Per commune per local day counters (received, finished by outcome, ...)."""
+
+    __tablename__ = "commune_daily"
+
+    commune_code: Mapped[str] = mapped_column(String(5), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    metric: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_commune_daily_day", "day", "metric"),)
+
+
+# --- queue ----------------------------------------------------------------------------------
+
+
+class QueueTicket(Base):
+    __tablename__ = "queue_tickets"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    commune_code: Mapped[str] = mapped_column(String(5))
+    service_day: Mapped[date] = mapped_column(Date)  # local day: ticket numbers restart daily
+    ticket_no: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))  # waiting/called/serving/completed/cancelled
+    channel: Mapped[str | None] = mapped_column(String(16))
+    service: Mapped[str | None] = mapped_column(String(200))
+    priority: Mapped[str | None] = mapped_column(String(16))
+    counter: Mapped[str | None] = mapped_column(String(32))
+    issued_at: Mapped[datetime | None]
+    called_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    cancel_reason: Mapped[str | None] = mapped_column(String(64))
+    last_event_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("uq_queue_tickets_key", "commune_code", "service_day", "ticket_no", unique=True),
+        Index("ix_queue_tickets_commune_state", "commune_code", "state"),
+    )
+
+
+class QueueEvent(Base):
+    __tablename__ = "queue_events"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    commune_code: Mapped[str] = mapped_column(String(5))
+    ticket_no: Mapped[str | None] = mapped_column(String(32))
+    type: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[datetime]
+    arrived_at: Mapped[datetime]
+    payload: Mapped[dict[str, Any]]
+
+    __table_args__ = (Index("ix_queue_events_commune_time", "commune_code", "occurred_at"),)
+
+
+class CounterState(Base):
+    __tablename__ = "queue_counters"
+
+    commune_code: Mapped[str] = mapped_column(String(5), primary_key=True)
+    counter: Mapped[str] = mapped_column(String(32), primary_key=True)
+    is_open: Mapped[bool] = mapped_column(Boolean)
+    last_event_at: Mapped[datetime]
+
+
+# --- feed health ----------------------------------------------------------------------------
+
+
+class CentreFeed(Base):
+    """How fresh each centre's data is (heartbeats, events, Last Will)."""
+
+    __tablename__ = "centre_feeds"
+
+    commune_code: Mapped[str] = mapped_column(String(5), primary_key=True)
+    reported_state: Mapped[str | None] = mapped_column(String(16))  # online/offline (heartbeat)
+    reported_at: Mapped[datetime | None]  # occurred_at of that heartbeat
+    last_heartbeat_arrived_at: Mapped[datetime | None]
+    last_event_at: Mapped[datetime | None]  # newest occurred_at of any event
+    last_arrival_at: Mapped[datetime | None]  # when we last received anything
+    last_lag_seconds: Mapped[float | None] = mapped_column(Float)
+    software: Mapped[str | None] = mapped_column(String(120))
+    queue_waiting: Mapped[int | None] = mapped_column(Integer)
+    events_total: Mapped[int] = mapped_column(Integer, default=0)
+    dead_letters_total: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# --- alerts and outbox ----------------------------------------------------------------------
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+
+    alert_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    # One alert per cause and level: the dedupe key survives restarts.
+    cause_key: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))
+    level: Mapped[int] = mapped_column(Integer)
+    commune_code: Mapped[str | None] = mapped_column(String(5))
+    dossier_code: Mapped[str | None] = mapped_column(String(64))
+    due_at: Mapped[datetime | None]
+    raised_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    message: Mapped[str] = mapped_column(Text)
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200))
+    resolved_at: Mapped[datetime | None]
+    escalated_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("uq_alerts_cause_level", "cause_key", "level", unique=True),
+        Index("ix_alerts_state_raised", "state", "raised_at"),
+        Index("ix_alerts_commune", "commune_code", "state"),
+    )
+
+
+class OutboxMessage(Base):
+    """Notifications to deliver at least once (MQTT, webhook, email)."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("alerts.alert_id"))
+    channel: Mapped[str] = mapped_column(String(16))  # mqtt / webhook / email
+    target: Mapped[str] = mapped_column(String(500))  # topic, URL or address
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_outbox_pending", "sent_at", "next_attempt_at"),)
+
+
+# --- dead letters ---------------------------------------------------------------------------
+
+
+class DeadLetter(Base):
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    arrived_at: Mapped[datetime]
+    topic: Mapped[str] = mapped_column(String(300))
+    commune_code: Mapped[str | None] = mapped_column(String(5))  # from the topic when it parses
+    reason: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+    event_id: Mapped[str | None] = mapped_column(String(64))
+    payload_excerpt: Mapped[str] = mapped_column(Text)  # truncated, decoded with replacement
+    payload_size: Mapped[int] = mapped_column(Integer)
+    resolved_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_dead_letters_arrived", "arrived_at"),
+        Index("ix_dead_letters_commune_reason", "commune_code", "reason"),
+    )
+
+
+class DeadLetterCount(Base):
+    __tablename__ = "dead_letter_counts"
+
+    commune_code: Mapped[str] = mapped_column(String(5), primary_key=True)  # "" when unknown
+    reason: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Heartbeat(Base):
+    """Liveness of our own processes (collector, alerts), for the wall's stale-data banner."""
+
+    __tablename__ = "process_heartbeats"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    beat_at: Mapped[datetime]
+    info: Mapped[dict[str, Any]]

@@ -1,0 +1,260 @@
+"""Settings: one pydantic-settings class, environment prefix ``CC_``, optional config file.
+
+Nothing here runs at import time; call :func:`get_settings` where settings are needed.
+A config file (TOML) may be named with ``CC_CONFIG_FILE``; environment variables win over it.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from datetime import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO_ROOT / "config"
+LOCAL_TZ_NAME = "Asia/Ho_Chi_Minh"
+
+
+class SettingsError(ValueError):
+    """A setting is wrong; the message is one line meant for the operator."""
+
+
+def _province_codes() -> set[str]:
+    from vietnam_provinces import Province
+
+    return {f"{int(p.code):02d}" for p in Province.iter_all()}
+
+
+class _TomlFileSource(PydanticBaseSettingsSource):
+    """Reads the file named by CC_CONFIG_FILE (keys as the field names, no prefix)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("CC_CONFIG_FILE")
+        if not path:
+            return {}
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise SettingsError(f"CC_CONFIG_FILE {path!r} cannot be read: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"CC_CONFIG_FILE {path!r} is not valid TOML: {exc}") from exc
+        section = data.get("control_center", data)
+        return {k: v for k, v in section.items() if k in Settings.model_fields}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CC_", extra="ignore", validate_default=True)
+
+    # Where things live
+    database_url: str = Field(
+        default=f"sqlite:///{REPO_ROOT / 'var' / 'control_center.db'}",
+        description="SQLAlchemy URL; SQLite file by default, PostgreSQL in production",
+    )
+    mqtt_url: SecretStr | None = Field(
+        default=None, description="mqtt://user:pass@host:port or mqtts://...; unset: 127.0.0.1:1883"
+    )
+    mqtt_ca_file: str | None = None
+    mqtt_client_id: str = "control-center-collector"
+    mqtt_shared_group: str | None = Field(
+        default=None, description="MQTT v5 shared subscription group so collectors split a stream"
+    )
+    mqtt_session_expiry_s: int = 7 * 24 * 3600
+    province: str = "08"
+    web_host: str = "127.0.0.1"
+    web_port: int = 8050
+    config_dir: Path = CONFIG_DIR
+
+    # Working time (DOMAIN.md: per province; 15:00 counter cut-off is uncertain, so a setting)
+    working_sessions: str = "07:00-11:30,13:30-17:00"
+    counter_cutoff: str | None = Field(
+        default="15:00", description="in-person dossiers after this time count from the next day"
+    )
+    calendar_override_file: Path | None = None
+
+    # Feed health thresholds (seconds)
+    feed_stale_after_s: int = 300
+    feed_offline_after_s: int = 1800
+    feed_catching_up_lag_s: int = 600
+    wall_stale_after_s: int = 120
+
+    # Collector
+    collector_batch_size: int = 500
+    collector_batch_seconds: float = 0.2
+    collector_queue_max: int = 20000
+    orphan_grace_s: int = 3600
+    max_payload_bytes: int = 64 * 1024
+    max_future_skew_s: int = 600
+
+    # Alerts
+    alerts_interval_s: float = 10.0
+    policy_file: Path | None = None
+
+    # Wall
+    wall_refresh_s: int = 5
+    due_soon_working_hours: float = 8.0
+
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlFileSource(settings_cls))
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value)
+        except ArgumentError as exc:
+            raise ValueError(f"CC_DATABASE_URL is not a SQLAlchemy URL: {value!r}") from exc
+        if url.get_backend_name() not in {"sqlite", "postgresql"}:
+            raise ValueError(
+                f"CC_DATABASE_URL backend {url.get_backend_name()!r} is not supported "
+                "(use sqlite or postgresql)"
+            )
+        return value
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in {"mqtt", "mqtts"} or not parts.hostname:
+            raise ValueError("CC_MQTT_URL must look like mqtt://user:pass@host:1883 or mqtts://...")
+        try:
+            parts.port  # noqa: B018 - raises on a non-numeric port
+        except ValueError as exc:
+            raise ValueError("CC_MQTT_URL has an invalid port") from exc
+        return value
+
+    @field_validator("province")
+    @classmethod
+    def _check_province(cls, value: str) -> str:
+        code = value.strip().zfill(2)
+        if code not in _province_codes():
+            raise ValueError(f"CC_PROVINCE {value!r} is not one of the 34 province codes")
+        return code
+
+    @field_validator("counter_cutoff")
+    @classmethod
+    def _check_cutoff(cls, value: str | None) -> str | None:
+        if value in (None, "", "none", "off"):
+            return None
+        time.fromisoformat(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_sessions(self) -> Settings:
+        parse_sessions(self.working_sessions)
+        return self
+
+    # Derived views -----------------------------------------------------------------------
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            return Path(url.database)
+        return None
+
+    def mqtt_parts(self) -> MqttTarget:
+        raw = self.mqtt_url.get_secret_value() if self.mqtt_url else "mqtt://127.0.0.1:1883"
+        parts = urlsplit(raw)
+        tls = parts.scheme == "mqtts"
+        return MqttTarget(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or (8883 if tls else 1883),
+            username=parts.username,
+            password=parts.password,
+            tls=tls,
+            ca_file=self.mqtt_ca_file,
+        )
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings as a dict safe to log: passwords in URLs replaced by ***."""
+        from sqlalchemy.engine import make_url
+
+        out = self.model_dump()
+        out["database_url"] = make_url(self.database_url).render_as_string(hide_password=True)
+        if self.mqtt_url:
+            t = self.mqtt_parts()
+            auth = f"{t.username}:***@" if t.username else ""
+            out["mqtt_url"] = f"{'mqtts' if t.tls else 'mqtt'}://{auth}{t.host}:{t.port}"
+        return {k: str(v) if isinstance(v, Path) else v for k, v in out.items()}
+
+
+class MqttTarget:
+    __slots__ = ("ca_file", "host", "password", "port", "tls", "username")
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        username: str | None,
+        password: str | None,
+        tls: bool,
+        ca_file: str | None,
+    ) -> None:
+        self.host, self.port, self.username, self.password = host, port, username, password
+        self.tls, self.ca_file = tls, ca_file
+
+    def __repr__(self) -> str:
+        return f"MqttTarget({self.host}:{self.port}, tls={self.tls}, user={self.username!r})"
+
+
+def parse_sessions(spec: str) -> tuple[tuple[time, time], ...]:
+    """'07:00-11:30,13:30-17:00' -> ((07:00, 11:30), (13:30, 17:00)), checked for order."""
+    sessions: list[tuple[time, time]] = []
+    try:
+        for chunk in spec.split(","):
+            start, end = chunk.strip().split("-")
+            sessions.append((time.fromisoformat(start.strip()), time.fromisoformat(end.strip())))
+    except ValueError as exc:
+        raise ValueError(
+            f"CC_WORKING_SESSIONS {spec!r} must look like 07:00-11:30,13:30-17:00"
+        ) from exc
+    flat = [t for s in sessions for t in s]
+    if not sessions or flat != sorted(flat) or len(set(flat)) != len(flat):
+        raise ValueError(f"CC_WORKING_SESSIONS {spec!r} must be increasing, non-overlapping")
+    return tuple(sessions)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning validation errors into one-line :class:`SettingsError`."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        msg = first.get("msg", "invalid").removeprefix("Value error, ")
+        raise SettingsError(f"invalid setting {field}: {msg}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

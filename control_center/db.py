@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -94,3 +95,38 @@ def add_counts(
         set_={column: table.c[column] + ins.excluded[column]},
     )
     session.execute(stmt, list(rows))
+
+
+class Database:
+    """A lazily built engine per process: safe to create before gunicorn forks its workers.
+
+    Nothing connects until :attr:`engine` is first used; a forked child gets its own engine
+    because sharing pooled connections across processes corrupts them.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self._engine: Engine | None = None
+        self._factory: sessionmaker[Session] | None = None
+        self._pid: int | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None or self._pid != os.getpid():
+            self._engine = make_engine(self.url, pool_size=self.pool_size)
+            self._factory = session_factory(self._engine)
+            self._pid = os.getpid()
+        return self._engine
+
+    def session(self) -> Session:
+        """A new session (use as a context manager)."""
+        self.engine  # noqa: B018 - builds the factory for this process
+        assert self._factory is not None
+        return self._factory()
+
+    def dispose(self) -> None:
+        if self._engine is not None and self._pid == os.getpid():
+            self._engine.dispose()
+        self._engine = None
+        self._factory = None

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
         default=None, description="mqtt://user:pass@host:port or mqtts://...; unset: 127.0.0.1:1883"
     )
     mqtt_ca_file: str | None = None
+    mqtt_protocol: str = Field(
+        default="5", description="'5' (MQTT v5, default) or '3.1.1' for brokers without v5"
+    )
     mqtt_client_id: str = "control-center-collector"
     mqtt_shared_group: str | None = Field(
         default=None, description="MQTT v5 shared subscription group so collectors split a stream"
@@ -80,7 +83,7 @@ class Settings(BaseSettings):
     counter_cutoff: str | None = Field(
         default="15:00", description="in-person dossiers after this time count from the next day"
     )
-    calendar_override_file: Path | None = None
+    calendar_override_file: Path | None = CONFIG_DIR / "calendar_overrides.yaml"
 
     # Feed health thresholds (seconds)
     feed_stale_after_s: int = 300
@@ -98,7 +101,7 @@ class Settings(BaseSettings):
 
     # Alerts
     alerts_interval_s: float = 10.0
-    policy_file: Path | None = None
+    policy_file: Path | None = CONFIG_DIR / "policy.yaml"
 
     # Wall
     wall_refresh_s: int = 5
@@ -146,6 +149,13 @@ class Settings(BaseSettings):
             parts.port  # noqa: B018 - raises on a non-numeric port
         except ValueError as exc:
             raise ValueError("CC_MQTT_URL has an invalid port") from exc
+        return value
+
+    @field_validator("mqtt_protocol")
+    @classmethod
+    def _check_protocol(cls, value: str) -> str:
+        if value not in {"5", "3.1.1"}:
+            raise ValueError("CC_MQTT_PROTOCOL must be 5 or 3.1.1")
         return value
 
     @field_validator("province")

@@ -63,9 +63,13 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
-    from control_center.reference import db_upgrade
+    from control_center.reference import CatalogueError, db_upgrade
 
-    counts = db_upgrade(settings)
+    try:
+        counts = db_upgrade(settings)
+    except CatalogueError as exc:
+        print(f"control-center: {exc}", file=sys.stderr)
+        return 2
     print("database upgraded: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     return 0
 

@@ -1,0 +1,817 @@
+"""The JSON read API (``/api/v1/...``), ``/healthz`` and ``/metrics`` on the wall's Flask server.
+
+Views are thin: validate the query string, open a session, call :mod:`control_center.queries`,
+serialise with :mod:`control_center.jsonutil` (instants in +07:00). Errors under ``/api/`` are
+JSON ``{"error": {"status": N, "message": "..."}}`` and never a stack trace; other paths (the
+Dash pages) keep Flask's and Dash's own handling.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import flask
+from flask import Blueprint, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+
+from control_center import queries
+from control_center.db import Database
+from control_center.domain.calendar import WorkingCalendar
+from control_center.jsonutil import dumps
+from control_center.models import Alert
+from control_center.settings import Settings
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+COMMUNE_CODE = re.compile(r"^\d{5}$")
+MAX_LIMIT = 500
+MAX_ACK_BY = 200
+
+
+class ApiError(Exception):
+    """An error the client can act on; its message is safe to show."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    resp = Response(dumps(data), status=status, mimetype="application/json")
+    # Live figures: a proxy or browser cache would show yesterday's backlog as current.
+    resp.headers["Cache-Control"] = "no-store"
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return json_response({"error": {"status": status, "message": message}}, status, headers)
+
+
+# --- query-string validation ----------------------------------------------------------------
+
+
+def _int_arg(name: str, default: int, low: int, high: int | None = None) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an integer") from None
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ApiError(400, f"{name} must be {bound}")
+    return value
+
+
+def _enum_arg(name: str, allowed: tuple[str, ...]) -> str | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw not in allowed:
+        raise ApiError(400, f"{name} must be one of {', '.join(allowed)}")
+    return raw
+
+
+def _commune_arg() -> str | None:
+    raw = request.args.get("commune")
+    if raw is None or raw == "":
+        return None
+    if not COMMUNE_CODE.match(raw):
+        raise ApiError(400, "commune must be a 5-digit commune code, e.g. 02269")
+    return raw
+
+
+def _is_db_outage(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+
+class _DatabaseGauges(Collector):
+    """Figures read from the database at scrape time, so every gunicorn worker reports the same."""
+
+    def __init__(self, db: Database, settings: Settings, calendar: WorkingCalendar, clock: Any):
+        self.db, self.settings, self.calendar, self.clock = db, settings, calendar, clock
+
+    def describe(self) -> list[Metric]:
+        # Registering must not query the database (the app is built before any worker forks).
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("cc_database_up", "1 when the database answered this scrape")
+        try:
+            with self.db.session() as session:
+                snap = queries.metrics_snapshot(session, self.settings, self.calendar, self.clock())
+        except Exception as exc:
+            log.warning("metrics: database unavailable: %s", type(exc).__name__)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        for name, key, help_text in (
+            ("cc_dossiers_open", "open", "Open dossiers in the province"),
+            ("cc_dossiers_overdue", "overdue", "Open dossiers past their due date"),
+            ("cc_dossiers_due_soon", "due_soon", "Open dossiers due within one working day"),
+        ):
+            gauge = GaugeMetricFamily(name, help_text)
+            gauge.add_metric([], snap[key])
+            yield gauge
+        centres = GaugeMetricFamily("cc_centres", "Commune centres by feed state", labels=["state"])
+        for state, n in snap["feed_states"].items():
+            centres.add_metric([state], n)
+        yield centres
+        dead = GaugeMetricFamily(
+            "cc_dead_letters", "Dead-lettered messages (all time) by reason", labels=["reason"]
+        )
+        for reason, n in snap["dead_letters"].items():
+            dead.add_metric([reason], n)
+        yield dead
+        alerts = GaugeMetricFamily(
+            "cc_alerts", "Alerts by state and level", labels=["state", "level"]
+        )
+        for (state, level), n in snap["alerts"].items():
+            alerts.add_metric([state, str(level)], n)
+        yield alerts
+        if snap["collector_beat_age_s"] is not None:
+            age = GaugeMetricFamily(
+                "cc_collector_heartbeat_age_seconds", "Seconds since the collector's last beat"
+            )
+            age.add_metric([], snap["collector_beat_age_s"])
+            yield age
+
+
+class _Metrics:
+    def __init__(self, db_gauges: _DatabaseGauges) -> None:
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        # Own registry per app: tests build several apps in one process.
+        self.registry = CollectorRegistry()
+        self.db_gauges = db_gauges
+        self.requests = Counter(
+            "cc_http_requests",
+            "HTTP requests served",
+            ["method", "endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "cc_http_request_duration_seconds",
+            "HTTP request latency",
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self.registry.register(db_gauges)
+
+    def render(self) -> bytes:
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        # gunicorn workers each count their own requests; sum them from the shared directory.
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        registry.register(self.db_gauges)
+        return generate_latest(registry)
+
+
+# --- OpenAPI ----------------------------------------------------------------------------------
+
+_DT = {"type": "string", "format": "date-time", "example": "2026-11-26T09:30:00+07:00"}
+_DT_NULL = {**_DT, "nullable": True}
+
+
+def _obj(props: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": props}
+    if required:
+        out["required"] = list(props)
+    return out
+
+
+def _num(nullable: bool = False, integer: bool = False, desc: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "integer" if integer else "number"}
+    if nullable:
+        out["nullable"] = True
+    if desc:
+        out["description"] = desc
+    return out
+
+
+def _str(nullable: bool = False, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "string", **extra}
+    if nullable:
+        out["nullable"] = True
+    return out
+
+
+_INT = _num(integer=True)
+_RATE = _num(nullable=True, desc="fraction 0..1 over the last 30 days; null without data")
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3 description of the read API (served at /api/v1/openapi.json)."""
+    ref = lambda name: {"$ref": f"#/components/schemas/{name}"}  # noqa: E731
+    feed_states = ["live", "catching_up", "stale", "offline", "unknown"]
+    summary_props = {
+        "open": _INT,
+        "overdue": _INT,
+        "due_soon": _INT,
+        "received_today": _INT,
+        "received_online_today": _INT,
+        "completed_today": _INT,
+        "returned_today": _INT,
+        "on_time_rate": _RATE,
+        "online_rate": _RATE,
+        "progress_score": _num(True, desc="Decision 766 settlement progress, 0..20"),
+        "queue_waiting": _INT,
+        "avg_wait_minutes": _num(True),
+        "centres_online": _INT,
+        "centres_stale": _INT,
+        "centres_offline": _INT,
+        "centres_total": _INT,
+        "last_event_at": _DT_NULL,
+        "data_as_of": _DT_NULL,
+        "data_stale": {"type": "boolean"},
+        "open_alerts": _INT,
+        "dead_letters_today": _INT,
+    }
+    summary = _obj(
+        {
+            **summary_props,
+            "trend": _obj(
+                {
+                    "received_today": _INT,
+                    "received_online_today": _INT,
+                    "completed_today": _INT,
+                    "returned_today": _INT,
+                    "on_time_rate": _RATE,
+                    "online_rate": _RATE,
+                    "dead_letters_today": _INT,
+                }
+            ),
+        }
+    )
+    commune_props = {
+        "code": _str(example="02269"),
+        "name": _str(example="Xã Thượng Lâm"),
+        "division_type": _str(),
+        "open": _INT,
+        "overdue": _INT,
+        "due_soon": _INT,
+        "queue_waiting": _INT,
+        "avg_wait_minutes": _num(True),
+        "longest_wait_minutes": _num(True),
+        "counters_open": _INT,
+        "on_time_rate": _RATE,
+        "online_rate": _RATE,
+        "received_today": _INT,
+        "returned_today": _INT,
+        "last_seen_at": _DT_NULL,
+        "feed_state": _str(enum=feed_states),
+        "lag_seconds": _num(True),
+        "open_alerts": _INT,
+    }
+    dossier_props = {
+        "dossier_code": _str(example="000.00.22.H56-251123-0001"),
+        "commune_code": _str(),
+        "commune_name": _str(True),
+        "procedure_code": _str(example="1.001193"),
+        "procedure_name": _str(True),
+        "sector": _str(True),
+        "channel": _str(True, enum=["online", "counter", "post"]),
+        "status": _num(integer=True, desc="1..10, National Public Service Portal codes"),
+        "received_at": _DT,
+        "due_at": _DT_NULL,
+        "finished_at": _DT_NULL,
+        "outcome": _str(
+            True, enum=["early", "on_time", "overdue", "in_time", "overdue_open", "no_due"]
+        ),
+        "working_days_overdue": _num(True),
+        "apology_issued": {"type": "boolean"},
+        "extended": {"type": "boolean"},
+        "officer": _str(True),
+    }
+    alert_props = {
+        "alert_id": _str(format="uuid"),
+        "kind": _str(),
+        "level": _num(integer=True, desc="1 commune centre, 2 commune leadership, 3 province"),
+        "commune_code": _str(True),
+        "dossier_code": _str(True),
+        "due_at": _DT_NULL,
+        "raised_at": _DT,
+        "state": _str(enum=list(queries.ALERT_STATES)),
+        "message": _str(),
+        "acknowledged_at": _DT_NULL,
+        "acknowledged_by": _str(True),
+        "resolved_at": _DT_NULL,
+        "escalated_at": _DT_NULL,
+    }
+    dead_letter_props = {
+        "id": _INT,
+        "arrived_at": _DT,
+        "topic": _str(),
+        "commune_code": _str(True),
+        "reason": _str(),
+        "detail": _str(True),
+        "event_id": _str(True),
+        "payload_excerpt": _str(),
+        "payload_size": _INT,
+        "resolved_at": _DT_NULL,
+    }
+
+    def page(item: str) -> dict[str, Any]:
+        return _obj(
+            {
+                "total": _INT,
+                "limit": _INT,
+                "offset": _INT,
+                "items": {"type": "array", "items": ref(item)},
+            }
+        )
+
+    def ok(schema: dict[str, Any], desc: str = "OK") -> dict[str, Any]:
+        return {"description": desc, "content": {"application/json": {"schema": schema}}}
+
+    err = {"$ref": "#/components/responses/Error"}
+    commune_q = {
+        "name": "commune",
+        "in": "query",
+        "schema": _str(pattern=r"^\d{5}$"),
+        "description": "5-digit commune code",
+    }
+    limit_q = lambda default: {  # noqa: E731
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": default},
+    }
+    offset_q = {
+        "name": "offset",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 0, "default": 0},
+    }
+
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "control-center read API",
+            "version": "1",
+            "description": (
+                "Province operations wall for commune Public Administration Service Centres. "
+                "Instants are ISO 8601 with the +07:00 offset; rates are fractions 0..1. "
+                'Errors are {"error": {"status": N, "message": "..."}}.'
+            ),
+        },
+        "paths": {
+            f"{API_PREFIX}/summary": {
+                "get": {
+                    "summary": "Province totals",
+                    "responses": {"200": ok(ref("Summary")), "500": err},
+                }
+            },
+            f"{API_PREFIX}/communes": {
+                "get": {
+                    "summary": "One row per commune of the province",
+                    "responses": {"200": ok({"type": "array", "items": ref("CommuneRow")})},
+                }
+            },
+            f"{API_PREFIX}/communes/{{code}}": {
+                "get": {
+                    "summary": "One commune with its last 30 days, overdue dossiers, queue and feed",
+                    "parameters": [
+                        {"name": "code", "in": "path", "required": True, "schema": _str()}
+                    ],
+                    "responses": {"200": ok(ref("CommuneDetail")), "404": err},
+                }
+            },
+            f"{API_PREFIX}/dossiers": {
+                "get": {
+                    "summary": "Dossiers, paged, most urgent first",
+                    "parameters": [
+                        commune_q,
+                        {
+                            "name": "state",
+                            "in": "query",
+                            "schema": _str(enum=list(queries.DOSSIER_STATES)),
+                        },
+                        limit_q(50),
+                        offset_q,
+                    ],
+                    "responses": {"200": ok(page("Dossier")), "400": err},
+                }
+            },
+            f"{API_PREFIX}/dossiers/{{dossier_code}}": {
+                "get": {
+                    "summary": "One dossier with its clock and event timeline",
+                    "parameters": [
+                        {"name": "dossier_code", "in": "path", "required": True, "schema": _str()}
+                    ],
+                    "responses": {"200": ok(ref("DossierDetail")), "404": err},
+                }
+            },
+            f"{API_PREFIX}/alerts": {
+                "get": {
+                    "summary": "Alerts, newest first",
+                    "parameters": [
+                        {
+                            "name": "state",
+                            "in": "query",
+                            "schema": _str(enum=list(queries.ALERT_STATES)),
+                        },
+                        commune_q,
+                        limit_q(100),
+                    ],
+                    "responses": {"200": ok({"type": "array", "items": ref("Alert")}), "400": err},
+                }
+            },
+            f"{API_PREFIX}/alerts/{{alert_id}}/ack": {
+                "post": {
+                    "summary": "Acknowledge an alert (idempotent)",
+                    "parameters": [
+                        {
+                            "name": "alert_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": _str(format="uuid"),
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": _obj(
+                                    {"by": _str(maxLength=MAX_ACK_BY, example="Nguyễn Văn A")}
+                                )
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": ok(ref("Alert")),
+                        "400": err,
+                        "401": err,
+                        "404": err,
+                        "409": err,
+                    },
+                }
+            },
+            f"{API_PREFIX}/dead-letters": {
+                "get": {
+                    "summary": "Rejected messages with reasons, newest first",
+                    "parameters": [
+                        commune_q,
+                        {"name": "reason", "in": "query", "schema": _str()},
+                        limit_q(100),
+                        offset_q,
+                    ],
+                    "responses": {
+                        "200": ok(
+                            {
+                                "allOf": [
+                                    page("DeadLetter"),
+                                    _obj(
+                                        {"counts": {"type": "object", "additionalProperties": _INT}}
+                                    ),
+                                ]
+                            }
+                        ),
+                        "400": err,
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness and database reachability",
+                    "responses": {
+                        "200": ok(
+                            _obj({"status": _str(enum=["ok"]), "database": _str(enum=["ok"])})
+                        ),
+                        "503": ok(_obj({"status": _str(), "database": _str()}), "database down"),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {"200": {"description": "text exposition format"}},
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Summary": summary,
+                "CommuneRow": _obj(commune_props),
+                "CommuneDetail": {
+                    "allOf": [
+                        ref("CommuneRow"),
+                        _obj(
+                            {
+                                "daily": {"type": "array", "items": {"type": "object"}},
+                                "overdue_dossiers": {"type": "array", "items": ref("Dossier")},
+                                "queue_by_hour": {"type": "array", "items": {"type": "object"}},
+                                "feed": {"type": "object"},
+                                "alerts": {"type": "array", "items": ref("Alert")},
+                            }
+                        ),
+                    ]
+                },
+                "Dossier": _obj(dossier_props),
+                "DossierDetail": {
+                    "allOf": [
+                        ref("Dossier"),
+                        _obj(
+                            {
+                                "state": _str(
+                                    enum=["open", "due_soon", "overdue", "finished", "rejected"]
+                                ),
+                                "paused_seconds": _num(desc="working seconds the clock was paused"),
+                                "apology": {"type": "object", "nullable": True},
+                                "extension": {"type": "object", "nullable": True},
+                                "flags": {"type": "array", "items": _str()},
+                                "timeline": {"type": "array", "items": {"type": "object"}},
+                            }
+                        ),
+                    ]
+                },
+                "Alert": _obj(alert_props),
+                "DeadLetter": _obj(dead_letter_props),
+                "Error": _obj({"error": _obj({"status": _INT, "message": _str()})}),
+            },
+            "responses": {
+                "Error": {
+                    "description": "Error",
+                    "content": {"application/json": {"schema": ref("Error")}},
+                }
+            },
+        },
+    }
+
+
+# --- registration -----------------------------------------------------------------------------
+
+
+def _acknowledge(session: Any, alert: Alert, by: str, at: datetime) -> None:
+    """Prefer the alert engine's acknowledge (it also notifies); fall back to the state change."""
+    acknowledge: Callable[..., Any] | None
+    try:
+        from alerts.acks import acknowledge
+    except ImportError:
+        acknowledge = None
+    if acknowledge is not None:
+        acknowledge(session, alert.alert_id, by, at)
+        return
+    alert.state = "acknowledged"
+    alert.acknowledged_at = at
+    alert.acknowledged_by = by
+
+
+def register_api(
+    server: flask.Flask,
+    db: Database,
+    settings: Settings,
+    calendar: WorkingCalendar,
+    clock: Callable[[], datetime] | None = None,
+) -> None:
+    """Add the read API, /healthz and /metrics to ``server`` (the Dash app's Flask server)."""
+    now: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
+    metrics = _Metrics(_DatabaseGauges(db, settings, calendar, now))
+    bp = Blueprint("control_center_api", __name__)
+
+    def endpoint(view: Callable[..., Any]) -> Callable[..., Response]:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Response:
+            try:
+                result = view(*args, **kwargs)
+            except ApiError as exc:
+                return error_response(exc.status, exc.message, exc.headers)
+            except HTTPException:
+                raise
+            except Exception as exc:
+                if _is_db_outage(exc):
+                    log.error("%s %s: database unavailable: %s", request.method, request.path, exc)
+                    return error_response(503, "database unavailable, try again shortly")
+                log.exception("%s %s failed", request.method, request.path)
+                return error_response(500, "internal error")
+            return result if isinstance(result, Response) else json_response(result)
+
+        return wrapped
+
+    @bp.get(f"{API_PREFIX}/summary")
+    @endpoint
+    def summary() -> Any:
+        with db.session() as session:
+            return queries.province_summary(session, settings, calendar, now())
+
+    @bp.get(f"{API_PREFIX}/communes")
+    @endpoint
+    def communes() -> Any:
+        with db.session() as session:
+            return queries.commune_rows(session, settings, calendar, now())
+
+    @bp.get(f"{API_PREFIX}/communes/<code>")
+    @endpoint
+    def commune(code: str) -> Any:
+        if not COMMUNE_CODE.match(code):
+            raise ApiError(404, f"no commune {code!r} in province {settings.province}")
+        with db.session() as session:
+            detail = queries.commune_detail(session, settings, calendar, code, now())
+        if detail is None:
+            raise ApiError(404, f"no commune {code!r} in province {settings.province}")
+        return detail
+
+    @bp.get(f"{API_PREFIX}/dossiers")
+    @endpoint
+    def dossiers() -> Any:
+        commune_code = _commune_arg()
+        state = _enum_arg("state", queries.DOSSIER_STATES)
+        limit = _int_arg("limit", 50, 1, MAX_LIMIT)
+        offset = _int_arg("offset", 0, 0)
+        with db.session() as session:
+            return queries.list_dossiers(
+                session,
+                settings,
+                calendar,
+                now(),
+                commune=commune_code,
+                state=state,
+                limit=limit,
+                offset=offset,
+            )
+
+    @bp.get(f"{API_PREFIX}/dossiers/<dossier_code>")
+    @endpoint
+    def dossier(dossier_code: str) -> Any:
+        with db.session() as session:
+            detail = queries.dossier_detail(session, settings, calendar, dossier_code, now())
+        if detail is None:
+            raise ApiError(404, f"no dossier {dossier_code!r}")
+        return detail
+
+    @bp.get(f"{API_PREFIX}/alerts")
+    @endpoint
+    def alerts() -> Any:
+        state = _enum_arg("state", queries.ALERT_STATES)
+        commune_code = _commune_arg()
+        limit = _int_arg("limit", 100, 1, MAX_LIMIT)
+        with db.session() as session:
+            return queries.list_alerts(session, state=state, commune=commune_code, limit=limit)
+
+    @bp.post(f"{API_PREFIX}/alerts/<alert_id>/ack")
+    @endpoint
+    def acknowledge_alert(alert_id: str) -> Any:
+        _check_token(settings)
+        body = request.get_json(silent=True)
+        by = body.get("by") if isinstance(body, dict) else None
+        if not isinstance(by, str) or not by.strip():
+            raise ApiError(400, 'body must be JSON {"by": "<who acknowledges>"}')
+        if len(by) > MAX_ACK_BY:
+            raise ApiError(400, f"by must be at most {MAX_ACK_BY} characters")
+        try:
+            key = uuid.UUID(alert_id)
+        except ValueError:
+            raise ApiError(404, f"no alert {alert_id!r}") from None
+        with db.session() as session, session.begin():
+            alert = session.scalar(select(Alert).where(Alert.alert_id == key).with_for_update())
+            if alert is None:
+                raise ApiError(404, f"no alert {alert_id!r}")
+            if alert.state == "resolved":
+                raise ApiError(409, "the alert is already resolved")
+            # Acknowledging twice keeps the first acknowledgement: who saw it first matters.
+            if alert.state == "open":
+                _acknowledge(session, alert, by.strip(), now())
+                session.flush()
+                session.refresh(alert)
+            return queries.alert_payload(alert)
+
+    @bp.get(f"{API_PREFIX}/dead-letters")
+    @endpoint
+    def dead_letters() -> Any:
+        commune_code = _commune_arg()
+        reason = request.args.get("reason") or None
+        if reason is not None and len(reason) > 64:
+            raise ApiError(400, "reason must be at most 64 characters")
+        limit = _int_arg("limit", 100, 1, MAX_LIMIT)
+        offset = _int_arg("offset", 0, 0)
+        with db.session() as session:
+            return queries.list_dead_letters(
+                session, commune=commune_code, reason=reason, limit=limit, offset=offset
+            )
+
+    @bp.get(f"{API_PREFIX}/openapi.json")
+    @endpoint
+    def openapi() -> Any:
+        return openapi_document()
+
+    @bp.get("/healthz")
+    def healthz() -> Response:
+        try:
+            with db.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            log.error("healthz: database unreachable: %s", type(exc).__name__)
+            return json_response(
+                {
+                    "status": "unavailable",
+                    "database": "unreachable",
+                    "error": {"status": 503, "message": "database unreachable"},
+                },
+                503,
+            )
+        return json_response({"status": "ok", "database": "ok"})
+
+    @bp.get("/metrics")
+    def metrics_view() -> Response:
+        return Response(metrics.render(), mimetype=CONTENT_TYPE_LATEST)
+
+    server.register_blueprint(bp)
+    # Dash routes every unknown path ("/<path:path>") to its page: without this an unknown
+    # /api/ path, or a wrong method on a real one, would answer 200 with the wall's HTML.
+    api_routes = Map(
+        [
+            Rule(r.rule, endpoint=r.endpoint, methods=r.methods)
+            for r in server.url_map.iter_rules()
+            if r.endpoint.startswith(f"{bp.name}.") and r.rule.startswith("/api/")
+        ]
+    ).bind("api")
+
+    @server.before_request
+    def _start_timer_and_claim_api_paths() -> Response | None:
+        g.cc_request_started = time.perf_counter()
+        if not request.path.startswith("/api/") or request.blueprint == bp.name:
+            return None
+        try:
+            api_routes.match(request.path, method=request.method)
+        except MethodNotAllowed as exc:
+            allowed = ", ".join(sorted(exc.valid_methods or ()))
+            return error_response(
+                405, f"method {request.method} not allowed here", {"Allow": allowed}
+            )
+        except NotFound:
+            return error_response(404, "no such API resource")
+        return None
+
+    @server.after_request
+    def _count_request(response: Response) -> Response:
+        rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        metrics.requests.labels(request.method, rule, str(response.status_code)).inc()
+        started = g.get("cc_request_started")
+        if started is not None:
+            metrics.latency.labels(rule).observe(time.perf_counter() - started)
+        return response
+
+    def http_error(exc: HTTPException) -> Any:
+        if not request.path.startswith("/api/"):
+            return exc  # the Dash pages keep Flask's own error pages
+        headers = {}
+        allowed = getattr(exc, "valid_methods", None)
+        if exc.code == 405 and allowed:
+            headers["Allow"] = ", ".join(allowed)
+        message = {
+            404: "no such API resource",
+            405: f"method {request.method} not allowed here",
+            500: "internal error",
+        }.get(exc.code or 500, exc.description or exc.name)
+        return error_response(exc.code or 500, message, headers)
+
+    server.register_error_handler(HTTPException, http_error)
+
+
+def _check_token(settings: Settings) -> None:
+    """Writes need the bearer token when CC_API_TOKEN is set (reads stay open to the wall)."""
+    token = getattr(settings, "api_token", None)
+    if token is None:
+        return
+    expected = token.get_secret_value() if hasattr(token, "get_secret_value") else str(token)
+    if not expected:
+        return
+    given = request.headers.get("Authorization", "")
+    if not given.startswith("Bearer "):
+        raise ApiError(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(given.removeprefix("Bearer ").encode(), expected.encode()):
+        raise ApiError(403, "token not accepted")

@@ -1,0 +1,859 @@
+"""Read-side queries shared by the wall and the JSON API.
+
+Every function takes a session, the settings, the working-day calendar and an explicit aware
+``now`` (so tests and the wall agree on one clock) and returns JSON-ready dicts: aware
+datetimes, dates, ints, floats, strings; rates are fractions in 0..1, ``None`` without data.
+
+They read the aggregates the collector maintains (``commune_due_buckets``, ``commune_daily``,
+``centre_feeds``, ``queue_tickets``, ...) with a handful of GROUP BY queries per call and no
+per-commune loops. Only the paged dossier lists touch ``dossiers``, through its indexes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, case, extract, func, select
+from sqlalchemy.orm import Session
+
+from control_center.domain import feed as feeds
+from control_center.domain.calendar import LOCAL_TZ, WorkingCalendar
+from control_center.domain.dossier import FINISHED, NOT_ACCEPTED
+from control_center.models import (
+    Alert,
+    CentreFeed,
+    Commune,
+    CommuneDaily,
+    CommuneDueBucket,
+    CounterState,
+    DeadLetter,
+    DeadLetterCount,
+    Dossier,
+    DossierEvent,
+    Heartbeat,
+    QueueTicket,
+)
+from control_center.settings import Settings
+
+RATE_WINDOW_DAYS = 30
+DOSSIER_STATES = ("open", "overdue", "due_soon", "finished")
+ALERT_STATES = ("open", "acknowledged", "resolved")
+COLLECTOR_HEARTBEAT_PREFIX = "collector"
+# Applicant names are personal data: the read API never repeats them.
+PERSONAL_FIELDS = frozenset({"applicant_name"})
+_ENVELOPE_FIELDS = frozenset({"event_id", "type", "occurred_at", "commune_code", "dossier_code"})
+_FINISHED_OUTCOMES = ("finished_early", "finished_on_time", "finished_overdue")
+
+
+# --- time helpers ---------------------------------------------------------------------------
+
+
+def local_today(now: datetime) -> date:
+    return now.astimezone(LOCAL_TZ).date()
+
+
+def local_midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), LOCAL_TZ)
+
+
+def due_soon_until(settings: Settings, calendar: WorkingCalendar, now: datetime) -> datetime:
+    """End of the "due soon" window: one working day (by default) of working time after now."""
+    return calendar.add_working_seconds(now, settings.due_soon_working_hours * 3600)
+
+
+def _minutes(seconds: float | None, digits: int = 1) -> float | None:
+    return None if seconds is None else round(float(seconds) / 60.0, digits)
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _wait_seconds(session: Session) -> ColumnElement[Any]:
+    """Seconds from ticket issue to call (or to service start when the call was not reported)."""
+    called = func.coalesce(QueueTicket.called_at, QueueTicket.started_at)
+    if session.get_bind().dialect.name == "postgresql":
+        return extract("epoch", called - QueueTicket.issued_at)
+    # SQLite stores UTC text that julianday() parses.
+    return (func.julianday(called) - func.julianday(QueueTicket.issued_at)) * 86400.0
+
+
+def _province_communes(settings: Settings) -> Select[Any]:
+    return select(Commune.code).where(Commune.province_code == settings.province)
+
+
+# --- aggregate readers (one query each, grouped by commune) ----------------------------------
+
+
+def _due_counts(
+    session: Session, settings: Settings, now: datetime, soon_until: datetime
+) -> dict[str, dict[str, int]]:
+    b = CommuneDueBucket
+    stmt = (
+        select(
+            b.commune_code,
+            func.sum(b.open_count),
+            func.sum(case((b.due_minute < now, b.open_count), else_=0)),
+            func.sum(
+                case(
+                    (and_(b.due_minute >= now, b.due_minute < soon_until), b.open_count),
+                    else_=0,
+                )
+            ),
+        )
+        .where(b.commune_code.in_(_province_communes(settings)))
+        .group_by(b.commune_code)
+    )
+    return {
+        code: {"open": int(o or 0), "overdue": int(od or 0), "due_soon": int(ds or 0)}
+        for code, o, od, ds in session.execute(stmt)
+    }
+
+
+def _daily_counts(
+    session: Session, settings: Settings, today: date
+) -> dict[str, dict[str, dict[str, int]]]:
+    """{commune: {metric: {today, yesterday, window, prev_window}}} from commune_daily."""
+    d = CommuneDaily
+    yesterday = today - timedelta(days=1)
+    window_start = today - timedelta(days=RATE_WINDOW_DAYS - 1)
+    prev_start = window_start - timedelta(days=1)
+
+    def day_sum(cond: ColumnElement[bool]) -> Any:
+        return func.sum(case((cond, d.value), else_=0))
+
+    stmt = (
+        select(
+            d.commune_code,
+            d.metric,
+            day_sum(d.day == today),
+            day_sum(d.day == yesterday),
+            day_sum(d.day >= window_start),
+            day_sum(d.day <= yesterday),
+        )
+        .where(d.day >= prev_start, d.commune_code.in_(_province_communes(settings)))
+        .group_by(d.commune_code, d.metric)
+    )
+    out: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
+    for code, metric, t, y, w, p in session.execute(stmt):
+        out[code][metric] = {
+            "today": int(t or 0),
+            "yesterday": int(y or 0),
+            "window": int(w or 0),
+            "prev_window": int(p or 0),
+        }
+    return out
+
+
+def _queue_today(session: Session, settings: Settings, today: date) -> dict[str, dict[str, Any]]:
+    q = QueueTicket
+    wait = _wait_seconds(session)
+    has_call = func.coalesce(q.called_at, q.started_at).is_not(None)
+    stmt = (
+        select(
+            q.commune_code,
+            func.sum(case((q.state == "waiting", 1), else_=0)),
+            func.avg(case((and_(has_call, q.issued_at.is_not(None)), wait), else_=None)),
+            func.min(case((q.state == "waiting", q.issued_at), else_=None)),
+        )
+        .where(q.service_day == today, q.commune_code.in_(_province_communes(settings)))
+        .group_by(q.commune_code)
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for code, waiting, avg_wait, oldest in session.execute(stmt):
+        out[code] = {
+            "waiting": int(waiting or 0),
+            "avg_wait_s": None if avg_wait is None else float(avg_wait),
+            "oldest_waiting_at": _as_utc(oldest),
+        }
+    return out
+
+
+def _as_utc(value: Any) -> datetime | None:
+    """An aggregate over a datetime column comes back as text on SQLite; normalise to aware UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _counters_open(session: Session, settings: Settings) -> dict[str, int]:
+    stmt = (
+        select(CounterState.commune_code, func.count())
+        .where(
+            CounterState.is_open.is_(True),
+            CounterState.commune_code.in_(_province_communes(settings)),
+        )
+        .group_by(CounterState.commune_code)
+    )
+    return {code: int(n) for code, n in session.execute(stmt)}
+
+
+def _open_alerts_by_commune(session: Session) -> dict[str | None, int]:
+    stmt = (
+        select(Alert.commune_code, func.count())
+        .where(Alert.state == "open")
+        .group_by(Alert.commune_code)
+    )
+    return {code: int(n) for code, n in session.execute(stmt)}
+
+
+def _feeds(session: Session, settings: Settings) -> dict[str, CentreFeed]:
+    rows = session.scalars(
+        select(CentreFeed).where(CentreFeed.commune_code.in_(_province_communes(settings)))
+    )
+    return {f.commune_code: f for f in rows}
+
+
+def _collector_beat(session: Session) -> datetime | None:
+    # Several collectors may share a subscription; the newest beat says data still flows.
+    return session.scalar(
+        select(func.max(Heartbeat.beat_at)).where(
+            Heartbeat.name.like(f"{COLLECTOR_HEARTBEAT_PREFIX}%")
+        )
+    )
+
+
+def _metric(daily: dict[str, dict[str, int]], metric: str, when: str) -> int:
+    return daily.get(metric, {}).get(when, 0)
+
+
+def _on_time_rate(daily: dict[str, dict[str, int]], when: str) -> float | None:
+    good = _metric(daily, "finished_early", when) + _metric(daily, "finished_on_time", when)
+    finished = good + _metric(daily, "finished_overdue", when)
+    return _rate(good, finished)
+
+
+def _online_rate(daily: dict[str, dict[str, int]], when: str) -> float | None:
+    return _rate(_metric(daily, "received_online", when), _metric(daily, "received", when))
+
+
+def _merge_daily(
+    per_commune: dict[str, dict[str, dict[str, int]]],
+) -> dict[str, dict[str, int]]:
+    total: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for metrics in per_commune.values():
+        for metric, spans in metrics.items():
+            for span, value in spans.items():
+                total[metric][span] += value
+    return total
+
+
+# --- province summary -----------------------------------------------------------------------
+
+
+def province_summary(
+    session: Session, settings: Settings, calendar: WorkingCalendar, now: datetime
+) -> dict[str, Any]:
+    """Province totals for the wall's header tiles and ``GET /api/v1/summary``.
+
+    ``progress_score`` follows Decision 766: 20 x (finished early or on time in the last 30
+    days + open dossiers not yet due) / (finished with an outcome in the last 30 days + open
+    dossiers with a due date). ``trend`` compares with yesterday: yesterday's whole-day
+    counters (``commune_daily`` is kept per day, so "same time yesterday" is not recorded),
+    dead letters up to the same time yesterday, and the rates over the 30 days ending yesterday.
+    """
+    today = local_today(now)
+    midnight = local_midnight(today)
+    soon_until = due_soon_until(settings, calendar, now)
+
+    due = _due_counts(session, settings, now, soon_until)
+    open_total = sum(c["open"] for c in due.values())
+    overdue = sum(c["overdue"] for c in due.values())
+    due_soon = sum(c["due_soon"] for c in due.values())
+    open_undated = session.scalar(
+        select(func.coalesce(func.sum(CommuneDueBucket.open_count), 0)).where(
+            CommuneDueBucket.due_minute.is_(None),
+            CommuneDueBucket.commune_code.in_(_province_communes(settings)),
+        )
+    )
+    open_in_time = open_total - overdue - int(open_undated or 0)
+
+    daily = _merge_daily(_daily_counts(session, settings, today))
+    good = _metric(daily, "finished_early", "window") + _metric(daily, "finished_on_time", "window")
+    finished_rated = good + _metric(daily, "finished_overdue", "window")
+    progress_base = finished_rated + open_in_time + overdue
+    progress_score = (
+        round(20.0 * (good + open_in_time) / progress_base, 2) if progress_base else None
+    )
+
+    queue = _queue_today(session, settings, today)
+    waiting = sum(q["waiting"] for q in queue.values())
+    avg_wait = session.scalar(
+        select(func.avg(_wait_seconds(session))).where(
+            QueueTicket.service_day == today,
+            QueueTicket.issued_at.is_not(None),
+            func.coalesce(QueueTicket.called_at, QueueTicket.started_at).is_not(None),
+            QueueTicket.commune_code.in_(_province_communes(settings)),
+        )
+    )
+
+    centres_total = int(
+        session.scalar(
+            select(func.count())
+            .select_from(Commune)
+            .where(Commune.province_code == settings.province)
+        )
+        or 0
+    )
+    feed_rows = _feeds(session, settings)
+    states = [feeds.feed_state(f, now, settings) for f in feed_rows.values()]
+    last_event_at = max(
+        (f.last_event_at for f in feed_rows.values() if f.last_event_at), default=None
+    )
+    newest_arrival = max(
+        (seen for f in feed_rows.values() if (seen := feeds.last_seen_at(f))), default=None
+    )
+    beat = _collector_beat(session)
+    stale_after = timedelta(seconds=settings.wall_stale_after_s)
+    data_stale = beat is None or now - beat > stale_after
+    data_stale = data_stale or newest_arrival is None or now - newest_arrival > stale_after
+
+    open_alerts = int(
+        session.scalar(select(func.count()).select_from(Alert).where(Alert.state == "open")) or 0
+    )
+    dead_today, dead_yesterday = session.execute(
+        select(
+            func.sum(case((DeadLetter.arrived_at >= midnight, 1), else_=0)),
+            func.sum(
+                case(
+                    (
+                        and_(
+                            DeadLetter.arrived_at < midnight,
+                            DeadLetter.arrived_at < now - timedelta(days=1),
+                        ),
+                        1,
+                    ),
+                    else_=0,
+                )
+            ),
+        ).where(DeadLetter.arrived_at >= midnight - timedelta(days=1))
+    ).one()
+
+    return {
+        "open": open_total,
+        "overdue": overdue,
+        "due_soon": due_soon,
+        "received_today": _metric(daily, "received", "today"),
+        "received_online_today": _metric(daily, "received_online", "today"),
+        "completed_today": _metric(daily, "finished", "today"),
+        "returned_today": _metric(daily, "returned", "today"),
+        "on_time_rate": _on_time_rate(daily, "window"),
+        "online_rate": _online_rate(daily, "window"),
+        "progress_score": progress_score,
+        "queue_waiting": waiting,
+        "avg_wait_minutes": _minutes(None if avg_wait is None else float(avg_wait)),
+        "centres_online": states.count(feeds.LIVE),
+        "centres_stale": states.count(feeds.STALE),
+        "centres_offline": states.count(feeds.OFFLINE),
+        "centres_total": centres_total,
+        "last_event_at": last_event_at,
+        "data_as_of": beat,
+        "data_stale": data_stale,
+        "open_alerts": open_alerts,
+        "dead_letters_today": int(dead_today or 0),
+        "trend": {
+            "received_today": _metric(daily, "received", "yesterday"),
+            "received_online_today": _metric(daily, "received_online", "yesterday"),
+            "completed_today": _metric(daily, "finished", "yesterday"),
+            "returned_today": _metric(daily, "returned", "yesterday"),
+            "on_time_rate": _on_time_rate(daily, "prev_window"),
+            "online_rate": _online_rate(daily, "prev_window"),
+            "dead_letters_today": int(dead_yesterday or 0),
+        },
+    }
+
+
+# --- communes -------------------------------------------------------------------------------
+
+
+def _commune_row(
+    commune: Commune,
+    *,
+    due: dict[str, int] | None,
+    daily: dict[str, dict[str, int]],
+    queue: dict[str, Any] | None,
+    counters_open: int,
+    feed: CentreFeed | None,
+    open_alerts: int,
+    settings: Settings,
+    now: datetime,
+) -> dict[str, Any]:
+    due = due or {"open": 0, "overdue": 0, "due_soon": 0}
+    oldest = queue["oldest_waiting_at"] if queue else None
+    return {
+        "code": commune.code,
+        "name": commune.name,
+        "division_type": commune.division_type,
+        "open": due["open"],
+        "overdue": due["overdue"],
+        "due_soon": due["due_soon"],
+        "queue_waiting": queue["waiting"] if queue else 0,
+        "avg_wait_minutes": _minutes(queue["avg_wait_s"]) if queue else None,
+        "longest_wait_minutes": (
+            _minutes(max(0.0, (now - oldest).total_seconds())) if oldest else None
+        ),
+        "counters_open": counters_open,
+        "on_time_rate": _on_time_rate(daily, "window"),
+        "online_rate": _online_rate(daily, "window"),
+        "received_today": _metric(daily, "received", "today"),
+        "returned_today": _metric(daily, "returned", "today"),
+        "last_seen_at": feeds.last_seen_at(feed),
+        "feed_state": feeds.feed_state(feed, now, settings),
+        "lag_seconds": feed.last_lag_seconds if feed else None,
+        "open_alerts": open_alerts,
+    }
+
+
+def _commune_rows_for(
+    session: Session,
+    settings: Settings,
+    calendar: WorkingCalendar,
+    now: datetime,
+    communes: list[Commune],
+) -> list[dict[str, Any]]:
+    today = local_today(now)
+    due = _due_counts(session, settings, now, due_soon_until(settings, calendar, now))
+    daily = _daily_counts(session, settings, today)
+    queue = _queue_today(session, settings, today)
+    counters = _counters_open(session, settings)
+    feed_rows = _feeds(session, settings)
+    alerts = _open_alerts_by_commune(session)
+    return [
+        _commune_row(
+            c,
+            due=due.get(c.code),
+            daily=daily.get(c.code, {}),
+            queue=queue.get(c.code),
+            counters_open=counters.get(c.code, 0),
+            feed=feed_rows.get(c.code),
+            open_alerts=alerts.get(c.code, 0),
+            settings=settings,
+            now=now,
+        )
+        for c in communes
+    ]
+
+
+def commune_rows(
+    session: Session, settings: Settings, calendar: WorkingCalendar, now: datetime
+) -> list[dict[str, Any]]:
+    """One row per commune of the province, in code order; communes without data get zeros."""
+    communes = list(
+        session.scalars(
+            select(Commune).where(Commune.province_code == settings.province).order_by(Commune.code)
+        )
+    )
+    return _commune_rows_for(session, settings, calendar, now, communes)
+
+
+def commune_detail(
+    session: Session, settings: Settings, calendar: WorkingCalendar, code: str, now: datetime
+) -> dict[str, Any] | None:
+    """The commune's row plus its last 30 days, overdue dossiers, today's queue and feed."""
+    commune = session.get(Commune, code)
+    if commune is None or commune.province_code != settings.province:
+        return None
+    detail = _commune_rows_for(session, settings, calendar, now, [commune])[0]
+    today = local_today(now)
+    first_day = today - timedelta(days=RATE_WINDOW_DAYS - 1)
+
+    per_day: dict[date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for day, metric, value in session.execute(
+        select(CommuneDaily.day, CommuneDaily.metric, CommuneDaily.value).where(
+            CommuneDaily.commune_code == code, CommuneDaily.day >= first_day
+        )
+    ):
+        per_day[day][metric] += value
+    detail["daily"] = [
+        {
+            "day": day,
+            "received": per_day[day]["received"],
+            "received_online": per_day[day]["received_online"],
+            "returned": per_day[day]["returned"],
+            # "on time" in the Decision 766 sense: early or on the due date.
+            "finished_on_time": per_day[day]["finished_early"] + per_day[day]["finished_on_time"],
+            "finished_overdue": per_day[day]["finished_overdue"],
+        }
+        for day in (first_day + timedelta(days=i) for i in range(RATE_WINDOW_DAYS))
+    ]
+
+    detail["overdue_dossiers"] = list_dossiers(
+        session, settings, calendar, now, commune=code, state="overdue", limit=50
+    )["items"]
+
+    tickets = session.execute(
+        select(
+            QueueTicket.issued_at, func.coalesce(QueueTicket.called_at, QueueTicket.started_at)
+        ).where(
+            QueueTicket.commune_code == code,
+            QueueTicket.service_day == today,
+            QueueTicket.issued_at.is_not(None),
+        )
+    ).all()
+    by_hour: dict[int, list[float]] = defaultdict(list)
+    issued_by_hour: dict[int, int] = defaultdict(int)
+    for issued_at, called_raw in tickets:
+        if issued_at is None:  # excluded by the query; keeps the type checker honest
+            continue
+        hour = issued_at.astimezone(LOCAL_TZ).hour
+        issued_by_hour[hour] += 1
+        called_at = _as_utc(called_raw)
+        if called_at is not None:
+            by_hour[hour].append((called_at - issued_at).total_seconds())
+    detail["queue_by_hour"] = [
+        {
+            "hour": hour,
+            "tickets": issued_by_hour[hour],
+            "avg_wait_minutes": (
+                _minutes(sum(by_hour[hour]) / len(by_hour[hour])) if by_hour[hour] else None
+            ),
+        }
+        for hour in sorted(issued_by_hour)
+    ]
+
+    feed = session.get(CentreFeed, code)
+    detail["feed"] = {
+        "state": detail["feed_state"],
+        "reported_state": feed.reported_state if feed else None,
+        "reported_at": feed.reported_at if feed else None,
+        "last_heartbeat_arrived_at": feed.last_heartbeat_arrived_at if feed else None,
+        "last_event_at": feed.last_event_at if feed else None,
+        "last_arrival_at": feed.last_arrival_at if feed else None,
+        "last_lag_seconds": feed.last_lag_seconds if feed else None,
+        "software": feed.software if feed else None,
+        "queue_waiting_reported": feed.queue_waiting if feed else None,
+        "events_total": feed.events_total if feed else 0,
+        "dead_letters_total": feed.dead_letters_total if feed else 0,
+    }
+    detail["alerts"] = list_alerts(session, commune=code, limit=20)
+    return detail
+
+
+# --- dossiers -------------------------------------------------------------------------------
+
+
+def _dossier_filter(
+    state: str | None, now: datetime, soon_until: datetime
+) -> list[ColumnElement[bool]]:
+    if state is None:
+        return []
+    if state == "open":
+        return [Dossier.is_open.is_(True)]
+    if state == "overdue":
+        return [Dossier.is_open.is_(True), Dossier.due_at < now]
+    if state == "due_soon":
+        return [Dossier.is_open.is_(True), Dossier.due_at >= now, Dossier.due_at < soon_until]
+    if state == "finished":
+        return [Dossier.status.in_(sorted(FINISHED))]
+    raise ValueError(f"state must be one of {', '.join(DOSSIER_STATES)}")
+
+
+def _dossier_order(state: str | None) -> list[Any]:
+    if state in ("open", "overdue", "due_soon"):
+        # Most urgent first: the longest overdue at the top.
+        return [Dossier.due_at.asc().nulls_last(), Dossier.dossier_code]
+    if state == "finished":
+        return [Dossier.finished_at.desc().nulls_last(), Dossier.dossier_code]
+    return [Dossier.received_at.desc(), Dossier.dossier_code]
+
+
+def _working_days_overdue(d: Dossier, calendar: WorkingCalendar, now: datetime) -> float | None:
+    if d.due_at is None:
+        return None
+    end = now if d.is_open else d.finished_at
+    if end is None or end <= d.due_at:
+        return 0.0
+    return round(calendar.working_days_between(d.due_at, end), 2)
+
+
+def dossier_outcome(d: Dossier, now: datetime) -> str | None:
+    """Finished: early / on_time / overdue; open: in_time / overdue_open / no_due (DOMAIN.md)."""
+    if not d.is_open:
+        return d.outcome
+    if d.due_at is None:
+        return "no_due"
+    return "overdue_open" if d.due_at < now else "in_time"
+
+
+def dossier_state(d: Dossier, now: datetime, soon_until: datetime) -> str:
+    """The dossier's place on the wall: open / due_soon / overdue / finished / rejected."""
+    if d.status in FINISHED:
+        return "finished"
+    if d.status == NOT_ACCEPTED or not d.is_open:
+        return "rejected"
+    if d.due_at is not None and d.due_at < now:
+        return "overdue"
+    if d.due_at is not None and d.due_at < soon_until:
+        return "due_soon"
+    return "open"
+
+
+def _dossier_item(
+    d: Dossier, commune_name: str | None, calendar: WorkingCalendar, now: datetime
+) -> dict[str, Any]:
+    return {
+        "dossier_code": d.dossier_code,
+        "commune_code": d.commune_code,
+        "commune_name": commune_name,
+        "procedure_code": d.procedure_code,
+        "procedure_name": d.procedure_name,
+        "sector": d.sector,
+        "channel": d.channel,
+        "status": d.status,
+        "received_at": d.received_at,
+        "due_at": d.due_at,
+        "finished_at": d.finished_at,
+        "outcome": dossier_outcome(d, now),
+        "working_days_overdue": _working_days_overdue(d, calendar, now),
+        "apology_issued": d.apology_issued_at is not None,
+        "extended": d.extension_count > 0,
+        "officer": d.officer,
+    }
+
+
+def list_dossiers(
+    session: Session,
+    settings: Settings,
+    calendar: WorkingCalendar,
+    now: datetime,
+    *,
+    commune: str | None = None,
+    state: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """A page of dossiers, most urgent first; ``state`` is open / overdue / due_soon / finished."""
+    soon_until = due_soon_until(settings, calendar, now)
+    conditions = _dossier_filter(state, now, soon_until)
+    if commune is not None:
+        conditions.append(Dossier.commune_code == commune)
+    total = session.scalar(select(func.count()).select_from(Dossier).where(*conditions))
+    page = session.execute(
+        select(Dossier, Commune.name)
+        .outerjoin(Commune, Commune.code == Dossier.commune_code)
+        .where(*conditions)
+        .order_by(*_dossier_order(state))
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return {
+        "total": int(total or 0),
+        "limit": limit,
+        "offset": offset,
+        "items": [_dossier_item(d, name, calendar, now) for d, name in page],
+    }
+
+
+def dossier_detail(
+    session: Session, settings: Settings, calendar: WorkingCalendar, code: str, now: datetime
+) -> dict[str, Any] | None:
+    """One dossier with its clock (due date, pauses, apology, extension) and event timeline."""
+    row = session.execute(
+        select(Dossier, Commune.name)
+        .outerjoin(Commune, Commune.code == Dossier.commune_code)
+        .where(Dossier.dossier_code == code)
+    ).first()
+    if row is None:
+        return None
+    d, commune_name = row
+    soon_until = due_soon_until(settings, calendar, now)
+    detail = _dossier_item(d, commune_name, calendar, now)
+    events = session.scalars(
+        select(DossierEvent)
+        .where(DossierEvent.dossier_code == code)
+        .order_by(DossierEvent.occurred_at, DossierEvent.event_id)
+    )
+    detail.update(
+        {
+            "state": dossier_state(d, now, soon_until),
+            "received_commune_code": d.received_commune_code,
+            "department": d.department,
+            "is_open": d.is_open,
+            "paused": d.is_paused,
+            "clock_start_at": d.clock_start_at,
+            "original_due_at": d.original_due_at,
+            "paused_seconds": d.paused_seconds,
+            "apology": {"issued_at": d.apology_issued_at} if d.apology_issued_at else None,
+            "extension": (
+                {"count": d.extension_count, "original_due_at": d.original_due_at}
+                if d.extension_count
+                else None
+            ),
+            "flags": list(d.flags or []),
+            "event_count": d.event_count,
+            "last_event_at": d.last_event_at,
+            "timeline": [
+                {
+                    "event_id": e.event_id,
+                    "type": e.type,
+                    "occurred_at": e.occurred_at,
+                    "arrived_at": e.arrived_at,
+                    "commune_code": e.commune_code,
+                    "details": {
+                        k: v
+                        for k, v in (e.payload or {}).items()
+                        if k not in _ENVELOPE_FIELDS and k not in PERSONAL_FIELDS
+                    },
+                }
+                for e in events
+            ],
+        }
+    )
+    return detail
+
+
+# --- alerts and dead letters ----------------------------------------------------------------
+
+
+def alert_payload(a: Alert) -> dict[str, Any]:
+    return {
+        "alert_id": str(a.alert_id),
+        "kind": a.kind,
+        "level": a.level,
+        "commune_code": a.commune_code,
+        "dossier_code": a.dossier_code,
+        "due_at": a.due_at,
+        "raised_at": a.raised_at,
+        "state": a.state,
+        "message": a.message,
+        "acknowledged_at": a.acknowledged_at,
+        "acknowledged_by": a.acknowledged_by,
+        "resolved_at": a.resolved_at,
+        "escalated_at": a.escalated_at,
+    }
+
+
+def list_alerts(
+    session: Session, *, state: str | None = None, commune: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Newest first."""
+    stmt = select(Alert)
+    if state is not None:
+        stmt = stmt.where(Alert.state == state)
+    if commune is not None:
+        stmt = stmt.where(Alert.commune_code == commune)
+    stmt = stmt.order_by(Alert.raised_at.desc(), Alert.alert_id).limit(limit)
+    return [alert_payload(a) for a in session.scalars(stmt)]
+
+
+def list_dead_letters(
+    session: Session,
+    *,
+    commune: str | None = None,
+    reason: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """Rejected messages, newest first, with the all-time count per reason (``counts``)."""
+    conditions: list[ColumnElement[bool]] = []
+    if commune is not None:
+        conditions.append(DeadLetter.commune_code == commune)
+    if reason is not None:
+        conditions.append(DeadLetter.reason == reason)
+    total = session.scalar(select(func.count()).select_from(DeadLetter).where(*conditions))
+    rows = session.scalars(
+        select(DeadLetter)
+        .where(*conditions)
+        .order_by(DeadLetter.arrived_at.desc(), DeadLetter.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    counts_stmt = select(DeadLetterCount.reason, func.sum(DeadLetterCount.count)).group_by(
+        DeadLetterCount.reason
+    )
+    if commune is not None:
+        counts_stmt = counts_stmt.where(DeadLetterCount.commune_code == commune)
+    counts = {r: int(n or 0) for r, n in session.execute(counts_stmt)}
+    return {
+        "total": int(total or 0),
+        "limit": limit,
+        "offset": offset,
+        "counts": dict(sorted(counts.items())),
+        "items": [
+            {
+                "id": dl.id,
+                "arrived_at": dl.arrived_at,
+                "topic": dl.topic,
+                "commune_code": dl.commune_code,
+                "reason": dl.reason,
+                "detail": dl.detail,
+                "event_id": dl.event_id,
+                "payload_excerpt": dl.payload_excerpt,
+                "payload_size": dl.payload_size,
+                "resolved_at": dl.resolved_at,
+            }
+            for dl in rows
+        ],
+    }
+
+
+# --- figures for /metrics -------------------------------------------------------------------
+
+
+def metrics_snapshot(
+    session: Session, settings: Settings, calendar: WorkingCalendar, now: datetime
+) -> dict[str, Any]:
+    """Gauges for Prometheus: backlog, feed states, dead letters by reason, alerts, freshness."""
+    soon_until = due_soon_until(settings, calendar, now)
+    due = _due_counts(session, settings, now, soon_until)
+    feed_rows = _feeds(session, settings)
+    states = {s: 0 for s in feeds.FEED_STATES}
+    for f in feed_rows.values():
+        states[feeds.feed_state(f, now, settings)] += 1
+    centres_total = int(
+        session.scalar(
+            select(func.count())
+            .select_from(Commune)
+            .where(Commune.province_code == settings.province)
+        )
+        or 0
+    )
+    # Communes never heard from have no centre_feeds row.
+    states[feeds.UNKNOWN] += max(0, centres_total - len(feed_rows))
+    dead = {
+        r: int(n or 0)
+        for r, n in session.execute(
+            select(DeadLetterCount.reason, func.sum(DeadLetterCount.count)).group_by(
+                DeadLetterCount.reason
+            )
+        )
+    }
+    alerts = {
+        (state, int(level)): int(n)
+        for state, level, n in session.execute(
+            select(Alert.state, Alert.level, func.count()).group_by(Alert.state, Alert.level)
+        )
+    }
+    beat = _collector_beat(session)
+    return {
+        "open": sum(c["open"] for c in due.values()),
+        "overdue": sum(c["overdue"] for c in due.values()),
+        "due_soon": sum(c["due_soon"] for c in due.values()),
+        "feed_states": states,
+        "dead_letters": dead,
+        "alerts": alerts,
+        "collector_beat_age_s": None if beat is None else (now - beat).total_seconds(),
+    }
+
+
+__all__ = [
+    "ALERT_STATES",
+    "DOSSIER_STATES",
+    "alert_payload",
+    "commune_detail",
+    "commune_rows",
+    "dossier_detail",
+    "dossier_outcome",
+    "dossier_state",
+    "due_soon_until",
+    "list_alerts",
+    "list_dead_letters",
+    "list_dossiers",
+    "local_today",
+    "metrics_snapshot",
+    "province_summary",
+]

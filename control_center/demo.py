@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import ctypes
+import getpass
 import logging
 import os
 import shutil
@@ -84,13 +87,18 @@ class MosquittoBroker(EmbeddedBroker):
         conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
+            # Run as root, Mosquitto drops to user "mosquitto", which cannot write its
+            # persistence file here; keep the user that started the demo.
+            f"user {getpass.getuser()}\n"
             "persistence true\n"
             f"persistence_location {self.workdir}/\n"
             "max_inflight_messages 1000\n"
             "max_queued_messages 1000000\n"
             "log_dest stderr\nlog_type error\nlog_type warning\n"
         )
-        self.proc = subprocess.Popen([self.binary, "-c", str(conf)], stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(conf)], stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+        )
         if not wait_until(lambda: reachable("127.0.0.1", self.port, 0.2), 10):
             raise RuntimeError("embedded mosquitto did not start")
 
@@ -167,7 +175,9 @@ class Child:
     env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+        )
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -185,6 +195,12 @@ class Child:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+
+
+def _die_with_parent() -> None:
+    """Linux: a child gets SIGTERM when the demo dies, even by SIGKILL: no orphans left running."""
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _cli(*args: str) -> list[str]:
@@ -256,7 +272,16 @@ def run_demo(base: Settings, args: argparse.Namespace) -> int:
             Child("alerts", _cli("alerts"), env=env),
             Child(
                 "simulator",
-                _cli("simulate", "--speed", str(args.speed), "--seed", str(args.seed)),
+                _cli(
+                    "simulate",
+                    "--speed",
+                    str(args.speed),
+                    "--seed",
+                    str(args.seed),
+                    # carry on with the backfilled dossiers and flush the offline centre
+                    "--resume-days",
+                    str(args.backfill_days if not args.keep_data else 0),
+                ),
                 env=env,
             ),
             Child("web", _cli("web"), env=env),

@@ -42,5 +42,5 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("werkzeug", "amqtt", "transitions", "urllib3", "alembic.runtime.migration"):
+    for noisy in ("werkzeug", "amqtt", "transitions", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -125,9 +125,12 @@ class Dossier(Base):
     due_at: Mapped[datetime | None]
     original_due_at: Mapped[datetime | None]
     paused_seconds: Mapped[float] = mapped_column(Float, default=0.0)  # working seconds
+    paused_since: Mapped[datetime | None]  # set while paused; needed to rebuild the state
     extension_count: Mapped[int] = mapped_column(Integer, default=0)
     apology_issued_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    returned_at: Mapped[datetime | None]  # result handed back (status 10)
+    closed_at: Mapped[datetime | None]  # stopped being open (3, 7, 9, 10)
     outcome: Mapped[str | None] = mapped_column(String(16))  # early/on_time/overdue when finished
     officer: Mapped[str | None] = mapped_column(String(200))
     department: Mapped[str | None] = mapped_column(String(200))

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     province: str = "08"
     web_host: str = "127.0.0.1"
     web_port: int = 8050
+    api_token: SecretStr | None = Field(
+        default=None, description="bearer token for the API's writes (alert ack); unset: open"
+    )
     config_dir: Path = CONFIG_DIR
 
     # Working time (DOMAIN.md: per province; 15:00 counter cut-off is uncertain, so a setting)
@@ -95,6 +98,9 @@ class Settings(BaseSettings):
     collector_batch_size: int = 500
     collector_batch_seconds: float = 0.2
     collector_queue_max: int = 20000
+    collector_metrics_port: int | None = Field(
+        default=None, description="serve the collector's Prometheus metrics on this port"
+    )
     orphan_grace_s: int = 3600
     max_payload_bytes: int = 64 * 1024
     max_future_skew_s: int = 600
@@ -102,6 +108,13 @@ class Settings(BaseSettings):
     # Alerts
     alerts_interval_s: float = 10.0
     policy_file: Path | None = CONFIG_DIR / "policy.yaml"
+    alerts_mqtt_client_id: str = "control-center-alerts"
+    alerts_webhook_url: str | None = None
+    alerts_webhook_secret: SecretStr | None = None
+    smtp_url: SecretStr | None = Field(
+        default=None, description="smtp://user:pass@host:25 or smtps://...; unset: no e-mail"
+    )
+    alerts_email_from: str = "control-center@localhost"
 
     # Wall
     wall_refresh_s: int = 5

@@ -103,6 +103,9 @@ class Mosquitto:
                 [
                     f"listener {self.port} 127.0.0.1",
                     "allow_anonymous true",
+                    # As root Mosquitto drops to user "mosquitto", which cannot write the
+                    # persistence file in the test's private tmp dir; ignored when not root.
+                    "user root",
                     "persistence true",
                     f"persistence_location {workdir}/",
                     "autosave_interval 1",

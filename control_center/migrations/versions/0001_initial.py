@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-11-26 11:33:27.000479
+Create Date: 2026-11-26 11:41:23.439291
 """
 
 from collections.abc import Sequence
@@ -178,11 +178,14 @@ def upgrade() -> None:
             "original_due_at", control_center.models.UTCDateTime(timezone=True), nullable=True
         ),
         sa.Column("paused_seconds", sa.Float(), nullable=False),
+        sa.Column("paused_since", control_center.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("extension_count", sa.Integer(), nullable=False),
         sa.Column(
             "apology_issued_at", control_center.models.UTCDateTime(timezone=True), nullable=True
         ),
         sa.Column("finished_at", control_center.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("returned_at", control_center.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("closed_at", control_center.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("outcome", sa.String(length=16), nullable=True),
         sa.Column("officer", sa.String(length=200), nullable=True),
         sa.Column("department", sa.String(length=200), nullable=True),

@@ -1,0 +1,863 @@
+"""Applying batches of inbound messages to the database, one transaction per batch.
+
+Per batch: validate every message; keep rejects as dead letters; insert valid events
+idempotently (``event_id``); re-derive every dossier and queue ticket that received a *new*
+event from all of its events; and move the wall's aggregates (``commune_due_buckets``,
+``commune_daily``, ``centre_feeds``) by the difference between the old and the new state, in
+the same transaction, so the aggregates always equal a recomputation from the dossiers table.
+Everything is batched: a fixed number of statements per batch, never one per event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
+from typing import Any
+
+from sqlalchemy import (
+    Engine,
+    Text,
+    and_,
+    case,
+    cast,
+    func,
+    insert,
+    select,
+    text,
+    type_coerce,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from collectors import validation as v
+from control_center import models as m
+from control_center.db import add_counts, insert_for, insert_ignore, session_factory
+from control_center.domain import dossier as dd
+from control_center.domain.calendar import LOCAL_TZ, WorkingCalendar, load_calendar
+from control_center.settings import Settings, parse_sessions
+
+log = logging.getLogger(__name__)
+
+EXCERPT_BYTES = 2048
+REFERENCE_REFRESH_S = 300.0
+# SQLite accepts 32766 bound parameters; stay far below for IN lists.
+IN_CHUNK = 500
+
+
+class ReferenceDataMissing(RuntimeError):
+    """The communes table is empty: not ready to judge messages yet (retry later)."""
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    topic: str
+    payload: bytes
+    arrived_at: datetime  # aware
+    ack_token: Any = None
+    # A retained status replayed on subscribe says nothing about the centre being alive now.
+    retained: bool = False
+
+
+@dataclass
+class BatchResult:
+    received: int = 0
+    stored: int = 0  # new dossier/queue events
+    duplicates: int = 0  # valid events already stored (or repeated within the batch)
+    statuses: int = 0  # heartbeats applied
+    dead_lettered: int = 0
+    by_reason: Counter[str] = field(default_factory=Counter)
+    dossiers_changed: int = 0
+    tickets_changed: int = 0
+    lags: list[float] = field(default_factory=list)  # arrival - occurred_at of new events
+
+    def add(self, other: BatchResult) -> None:
+        for name in (
+            "received",
+            "stored",
+            "duplicates",
+            "statuses",
+            "dead_lettered",
+            "dossiers_changed",
+            "tickets_changed",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.by_reason.update(other.by_reason)
+
+
+def calendar_from_settings(settings: Settings) -> WorkingCalendar:
+    cutoff = dtime.fromisoformat(settings.counter_cutoff) if settings.counter_cutoff else None
+    override = settings.calendar_override_file
+    return load_calendar(
+        parse_sessions(settings.working_sessions),
+        cutoff,
+        str(override) if override else None,
+    )
+
+
+def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _newer(table: Any, excluded: Any, column: str) -> Any:
+    """SQL for 'keep the later of the stored and the incoming value' (NULLs never win)."""
+    old, new = table.c[column], excluded[column]
+    return case((and_(new.is_not(None), (old.is_(None)) | (new > old)), new), else_=old)
+
+
+# --- dossier rows <-> domain state ---------------------------------------------------------
+
+
+_STATE_FIELDS = tuple(f.name for f in fields(dd.DossierState))
+
+
+def state_from_row(row: Any) -> dd.DossierState:
+    """Rebuild the state that was applied to the aggregates when this row was written.
+
+    Every field of the state has a column of the same name, so old contributions and the old
+    bucket key are recomputed exactly (a field without a column fails loudly on insert)."""
+    values = {name: getattr(row, name) for name in _STATE_FIELDS}
+    values["flags"] = tuple(values["flags"] or ())
+    return dd.DossierState(**values)
+
+
+def row_from_state(state: dd.DossierState, now: datetime) -> dict[str, Any]:
+    row = {name: getattr(state, name) for name in _STATE_FIELDS}
+    row.update(
+        flags=list(state.flags),
+        is_open=state.is_open,
+        is_paused=state.is_paused,
+        outcome=dd.finished_outcome(state),
+        updated_at=now,
+    )
+    return row
+
+
+def _event(row: Any) -> dd.Event:
+    return dd.Event(
+        event_id=row.event_id,
+        type=row.type,
+        occurred_at=row.occurred_at,
+        commune_code=row.commune_code,
+        payload=row.payload,
+    )
+
+
+class FeedDeltas:
+    """What one batch changes in ``centre_feeds``, per commune, applied in one statement."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+
+    def row(self, commune_code: str) -> dict[str, Any]:
+        row = self.rows.get(commune_code)
+        if row is None:
+            row = self.rows[commune_code] = {
+                "commune_code": commune_code,
+                "events_total": 0,
+                "dead_letters_total": 0,
+                "last_event_at": None,
+                "last_arrival_at": None,
+                "last_heartbeat_arrived_at": None,
+                "last_lag_seconds": None,
+                "reported_state": None,
+                "reported_at": None,
+                "software": None,
+                "queue_waiting": None,
+            }
+        return row
+
+    def later(self, commune_code: str, column: str, instant: datetime) -> None:
+        row = self.row(commune_code)
+        if row[column] is None or instant > row[column]:
+            row[column] = instant
+
+
+class Ingestor:
+    """Applies batches of :class:`InboundMessage` to the database (one transaction each)."""
+
+    def __init__(
+        self, engine: Engine, settings: Settings, *, calendar: WorkingCalendar | None = None
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.factory = session_factory(engine)
+        self.calendar = calendar or calendar_from_settings(settings)
+        self.is_postgres = engine.dialect.name == "postgresql"
+        self._communes: frozenset[str] = frozenset()
+        self._procedures: dict[str, dd.ProcedureTerms | None] = {}
+        self._reference_loaded_at: float | None = None
+        # Dossiers seen with events but no received event: code -> first arrival. None until
+        # the first sweep has looked for orphans left by an earlier run.
+        self._orphans: dict[str, datetime] | None = None
+        self._orphans_seen: dict[str, datetime] = {}
+
+    # --- reference data ------------------------------------------------------------------
+
+    def _refresh_reference(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if (
+            not force
+            and self._reference_loaded_at is not None
+            and now - self._reference_loaded_at < REFERENCE_REFRESH_S
+        ):
+            return
+        with self.engine.connect() as conn:
+            communes = conn.execute(
+                select(m.Commune.code).where(m.Commune.province_code == self.settings.province)
+            ).scalars()
+            self._communes = frozenset(communes)
+            procedures: dict[str, dd.ProcedureTerms | None] = {}
+            for p in conn.execute(select(m.Procedure.__table__)):
+                procedures[p.code] = (
+                    dd.ProcedureTerms(
+                        processing_days=p.processing_days,
+                        processing_hours=p.processing_hours,
+                        name=p.name,
+                        sector=p.sector,
+                    )
+                    if p.catalogued
+                    else None
+                )
+            self._procedures = procedures
+        self._reference_loaded_at = now
+
+    def _terms(self, procedure_code: str) -> dd.ProcedureTerms | None:
+        return self._procedures.get(procedure_code)
+
+    # --- the batch -----------------------------------------------------------------------
+
+    def validate(self, msg: InboundMessage) -> v.ValidEvent | v.Rejection:
+        return v.validate_message(
+            msg.topic,
+            msg.payload,
+            msg.arrived_at,
+            province=self.settings.province,
+            known_communes=self._communes,
+            max_payload_bytes=self.settings.max_payload_bytes,
+            max_future_skew_s=self.settings.max_future_skew_s,
+        )
+
+    def process(self, batch: Sequence[InboundMessage]) -> BatchResult:
+        """Apply a batch in one transaction; raises (and changes nothing) if the database fails."""
+        result = BatchResult(received=len(batch))
+        if not batch:
+            return result
+        self._refresh_reference(force=not self._communes)
+        if not self._communes:
+            # Without reference data every message would be dead-lettered as unknown_commune.
+            raise ReferenceDataMissing(
+                f"no communes of province {self.settings.province} in the database: "
+                "run `control-center db upgrade`"
+            )
+        checked = [(msg, self.validate(msg)) for msg in batch]
+        new_procedures: dict[str, dict[str, Any]] = {}
+        feeds = FeedDeltas()
+        with self.factory() as session, session.begin():
+            new_dossier, new_queue = self._store_events(session, checked, result, feeds)
+            self._lock_keys(session, new_dossier, new_queue)
+            self._store_dead_letters(session, checked, result, feeds)
+            self._collect_statuses(checked, result, feeds)
+            self._store_feeds(session, feeds)
+            if new_dossier:
+                new_procedures = self._register_procedures(session, new_dossier)
+                self._apply_dossiers(session, new_dossier, result)
+            if new_queue:
+                self._apply_queue(session, new_queue, result)
+        # Only after the commit: a rolled-back batch must not leave the cache ahead of the table.
+        for code in new_procedures:
+            self._procedures.setdefault(code, None)
+        return result
+
+    def _store_events(
+        self,
+        session: Session,
+        checked: Sequence[tuple[InboundMessage, v.ValidEvent | v.Rejection]],
+        result: BatchResult,
+        feeds: FeedDeltas,
+    ) -> tuple[
+        list[tuple[InboundMessage, v.ValidEvent]], list[tuple[InboundMessage, v.ValidEvent]]
+    ]:
+        """Insert valid events (duplicates skipped); returns the new ones per table."""
+        firsts: dict[tuple[str, str], tuple[InboundMessage, v.ValidEvent]] = {}
+        for msg, ev in checked:
+            if not isinstance(ev, v.ValidEvent):
+                continue
+            if not msg.retained:
+                feeds.later(ev.commune_code, "last_arrival_at", msg.arrived_at)
+            if ev.kind == v.STATUS:
+                continue
+            key = (ev.kind, ev.event_id or "")
+            if key in firsts:
+                result.duplicates += 1
+            else:
+                firsts[key] = (msg, ev)
+        by_kind: dict[str, list[tuple[InboundMessage, v.ValidEvent]]] = {v.DOSSIER: [], v.QUEUE: []}
+        # Sorted so that two collectors inserting overlapping batches lock in the same order.
+        for key in sorted(firsts):
+            by_kind[key[0]].append(firsts[key])
+
+        def row(msg: InboundMessage, ev: v.ValidEvent) -> dict[str, Any]:
+            out = {
+                "event_id": ev.event_id,
+                "commune_code": ev.commune_code,
+                "type": ev.type,
+                "occurred_at": ev.occurred_at,
+                "arrived_at": msg.arrived_at,
+                "payload": ev.payload,
+            }
+            if ev.kind == v.DOSSIER:
+                out["dossier_code"] = ev.dossier_code
+            else:
+                out["ticket_no"] = ev.ticket_no
+            return out
+
+        new: dict[str, list[tuple[InboundMessage, v.ValidEvent]]] = {}
+        for kind, table in (
+            (v.DOSSIER, m.DossierEvent.__table__),
+            (v.QUEUE, m.QueueEvent.__table__),
+        ):
+            items = by_kind[kind]
+            inserted = set(insert_ignore(session, table, [row(*i) for i in items], ["event_id"]))
+            new[kind] = [i for i in items if i[1].event_id in inserted]
+            result.duplicates += len(items) - len(new[kind])
+        fresh = new[v.DOSSIER] + new[v.QUEUE]
+        result.stored = len(fresh)
+
+        # Feed freshness; in arrival order, so last_lag_seconds is the latest arrival's lag.
+        for msg, ev in sorted(fresh, key=lambda item: item[0].arrived_at):
+            lag = (msg.arrived_at - ev.occurred_at).total_seconds()
+            result.lags.append(lag)
+            feed = feeds.row(ev.commune_code)
+            feed["events_total"] += 1
+            feed["last_lag_seconds"] = lag
+            feeds.later(ev.commune_code, "last_event_at", ev.occurred_at)
+        return new[v.DOSSIER], new[v.QUEUE]
+
+    def _lock_keys(
+        self,
+        session: Session,
+        new_dossier: Sequence[tuple[InboundMessage, v.ValidEvent]],
+        new_queue: Sequence[tuple[InboundMessage, v.ValidEvent]],
+    ) -> None:
+        """PostgreSQL: serialise re-derivation of the same dossier/ticket across collectors.
+
+        Two collectors of a shared-subscription group may each get one event of a dossier; each
+        derives from the events it can see, so without a lock the later commit could miss the
+        other's event. The lock is taken after the inserts, so the second collector's reads
+        (read committed) see the first one's events. SQLite serialises writers by itself.
+        """
+        if not self.is_postgres:
+            return
+        keys = {f"d:{ev.dossier_code}" for _, ev in new_dossier}
+        keys |= {f"q:{ev.commune_code}" for _, ev in new_queue}
+        if not keys:
+            return
+        session.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(hashtext(k)) "
+                "FROM (SELECT unnest(CAST(:keys AS text[])) AS k ORDER BY 1) AS s"
+            ),
+            {"keys": sorted(keys)},
+        )
+
+    def _store_dead_letters(
+        self,
+        session: Session,
+        checked: Sequence[tuple[InboundMessage, v.ValidEvent | v.Rejection]],
+        result: BatchResult,
+        feeds: FeedDeltas,
+    ) -> None:
+        rejects = [(msg, r) for msg, r in checked if isinstance(r, v.Rejection)]
+        if rejects:
+            rows = [
+                dead_letter_row(msg.topic, msg.payload, msg.arrived_at, r) for msg, r in rejects
+            ]
+            self._add_dead_letters(session, rows, feeds)
+            result.dead_lettered += len(rows)
+            result.by_reason.update(r.reason for _, r in rejects)
+
+    def _add_dead_letters(
+        self, session: Session, rows: Sequence[dict[str, Any]], feeds: FeedDeltas | None = None
+    ) -> None:
+        session.execute(insert(m.DeadLetter), list(rows))
+        per_key = Counter((r["commune_code"] or "", r["reason"]) for r in rows)
+        add_counts(
+            session,
+            m.DeadLetterCount.__table__,
+            [{"commune_code": c, "reason": r, "count": n} for (c, r), n in sorted(per_key.items())],
+            ["commune_code", "reason"],
+            "count",
+        )
+        own = feeds if feeds is not None else FeedDeltas()
+        for r in rows:
+            if r["commune_code"] in self._communes:
+                own.row(r["commune_code"])["dead_letters_total"] += 1
+        if feeds is None:
+            self._store_feeds(session, own)
+
+    def _collect_statuses(
+        self,
+        checked: Sequence[tuple[InboundMessage, v.ValidEvent | v.Rejection]],
+        result: BatchResult,
+        feeds: FeedDeltas,
+    ) -> None:
+        for msg, ev in checked:
+            if not isinstance(ev, v.ValidEvent) or ev.kind != v.STATUS:
+                continue
+            result.statuses += 1
+            feed = feeds.row(ev.commune_code)
+            if feed["reported_at"] is None or ev.occurred_at >= feed["reported_at"]:
+                feed.update(
+                    reported_state=ev.payload["state"],
+                    reported_at=ev.occurred_at,
+                    software=ev.payload.get("software"),
+                    queue_waiting=ev.payload.get("queue_waiting"),
+                )
+            if not msg.retained:
+                feeds.later(ev.commune_code, "last_heartbeat_arrived_at", msg.arrived_at)
+
+    def _store_feeds(self, session: Session, feeds: FeedDeltas) -> None:
+        """One upsert per batch for all of a commune's feed columns: several passes over
+        centre_feeds in one transaction could lock rows in different orders in two collectors."""
+        rows = [feeds.rows[c] for c in sorted(feeds.rows) if c in self._communes]
+        if not rows:
+            return
+        table = m.CentreFeed.__table__
+        ins = insert_for(session, table)
+        new, old = ins.excluded, table.c
+        # Newest occurred_at wins: a retained or late heartbeat never overwrites a newer one.
+        newer = new.reported_at.is_not(None) & (
+            old.reported_at.is_(None) | (new.reported_at >= old.reported_at)
+        )
+        session.execute(
+            ins.on_conflict_do_update(
+                index_elements=["commune_code"],
+                set_={
+                    "events_total": old.events_total + new.events_total,
+                    "dead_letters_total": old.dead_letters_total + new.dead_letters_total,
+                    "last_event_at": _newer(table, new, "last_event_at"),
+                    "last_arrival_at": _newer(table, new, "last_arrival_at"),
+                    "last_heartbeat_arrived_at": _newer(table, new, "last_heartbeat_arrived_at"),
+                    "last_lag_seconds": func.coalesce(new.last_lag_seconds, old.last_lag_seconds),
+                    "reported_state": case((newer, new.reported_state), else_=old.reported_state),
+                    "reported_at": case((newer, new.reported_at), else_=old.reported_at),
+                    "software": case(
+                        (newer, func.coalesce(new.software, old.software)), else_=old.software
+                    ),
+                    "queue_waiting": case(
+                        (newer, func.coalesce(new.queue_waiting, old.queue_waiting)),
+                        else_=old.queue_waiting,
+                    ),
+                },
+            ),
+            rows,
+        )
+
+    # --- dossiers ------------------------------------------------------------------------
+
+    def _register_procedures(
+        self, session: Session, new_dossier: Sequence[tuple[InboundMessage, v.ValidEvent]]
+    ) -> dict[str, dict[str, Any]]:
+        """Record procedure codes the catalogue does not know (CONTRACT.md: never a rejection)."""
+        unknown: dict[str, dict[str, Any]] = {}
+        for _, ev in new_dossier:
+            code = ev.payload.get("procedure_code") if ev.type == "received" else None
+            if code and code not in self._procedures and code not in unknown:
+                unknown[code] = {
+                    "code": code,
+                    "name": (ev.payload.get("procedure_name") or code)[:500],
+                    "sector": ev.payload.get("sector"),
+                    "processing_days": None,
+                    "processing_hours": None,
+                    "full_online": False,
+                    "catalogued": False,
+                }
+        if unknown:
+            insert_ignore(
+                session, m.Procedure.__table__, [unknown[c] for c in sorted(unknown)], ["code"]
+            )
+        return unknown
+
+    def _apply_dossiers(
+        self,
+        session: Session,
+        new_dossier: Sequence[tuple[InboundMessage, v.ValidEvent]],
+        result: BatchResult,
+    ) -> None:
+        new_per_code: Counter[str] = Counter()
+        first_arrival: dict[str, datetime] = {}
+        for msg, ev in new_dossier:
+            code = ev.dossier_code or ""
+            new_per_code[code] += 1
+            first_arrival.setdefault(code, msg.arrived_at)
+        codes = sorted(new_per_code)
+        table = m.Dossier.__table__
+        events_t = m.DossierEvent.__table__
+        old_rows: dict[str, Any] = {}
+        events: dict[str, list[dd.Event]] = defaultdict(list)
+        # The batch's own events are in memory already: only older payloads are decoded.
+        in_batch = {ev.event_id: ev for _, ev in new_dossier}
+        raw_payload = (
+            cast(events_t.c.payload, Text)
+            if self.is_postgres
+            else type_coerce(events_t.c.payload, Text)
+        )
+        for chunk in _chunks(codes):
+            for r in session.execute(select(table).where(table.c.dossier_code.in_(chunk))):
+                old_rows[r.dossier_code] = r
+            for r in session.execute(
+                select(
+                    events_t.c.dossier_code,
+                    events_t.c.event_id,
+                    events_t.c.type,
+                    events_t.c.occurred_at,
+                    events_t.c.commune_code,
+                    raw_payload.label("payload"),
+                ).where(events_t.c.dossier_code.in_(chunk))
+            ):
+                ev = in_batch.get(r.event_id)
+                payload = ev.payload if ev is not None else json.loads(r.payload)
+                events[r.dossier_code].append(
+                    dd.Event(r.event_id, r.type, r.occurred_at, r.commune_code, payload)
+                )
+
+        now = datetime.now(UTC)
+        upserts: list[dict[str, Any]] = []
+        buckets: Counter[tuple[str, datetime | None]] = Counter()
+        daily: Counter[tuple[str, date, str]] = Counter()
+        resolved_event_ids: list[str] = []
+        for code in codes:
+            old_row = old_rows.get(code)
+            new_state = dd.derive_state(code, events[code], self.calendar, self._terms)
+            if new_state is None:
+                # An orphan: stored, not materialised; the sweep dead-letters it after a grace.
+                self._orphans_seen.setdefault(code, first_arrival[code])
+                continue
+            old_state = state_from_row(old_row) if old_row is not None else None
+            if old_row is None and len(events[code]) > new_per_code[code]:
+                # Earlier events waited for this received event: their dead letter is resolved.
+                resolved_event_ids.extend(e.event_id for e in events[code])
+            upserts.append(row_from_state(new_state, now))
+            old_key, new_key = dd.due_bucket_key(old_state), dd.due_bucket_key(new_state)
+            if old_key != new_key:
+                if old_key is not None:
+                    buckets[old_key] -= 1
+                if new_key is not None:
+                    buckets[new_key] += 1
+            daily.update(dd.daily_contributions(new_state))
+            daily.subtract(dd.daily_contributions(old_state))
+        if upserts:
+            ins = insert_for(session, table)
+            session.execute(
+                ins.on_conflict_do_update(
+                    index_elements=["dossier_code"],
+                    set_={
+                        c.name: ins.excluded[c.name] for c in table.c if c.name != "dossier_code"
+                    },
+                ),
+                upserts,
+            )
+        result.dossiers_changed += len(upserts)
+        self._apply_due_buckets(session, buckets)
+        add_counts(
+            session,
+            m.CommuneDaily.__table__,
+            [
+                {"commune_code": c, "day": d, "metric": k, "value": n}
+                for (c, d, k), n in sorted(daily.items())
+                if n
+            ],
+            ["commune_code", "day", "metric"],
+            "value",
+        )
+        if resolved_event_ids:
+            dl = m.DeadLetter.__table__
+            for chunk in _chunks(resolved_event_ids):
+                session.execute(
+                    update(dl)
+                    .where(
+                        dl.c.reason == v.UNKNOWN_DOSSIER,
+                        dl.c.resolved_at.is_(None),
+                        dl.c.event_id.in_(chunk),
+                    )
+                    .values(resolved_at=now)
+                )
+
+    def _apply_due_buckets(
+        self, session: Session, deltas: Counter[tuple[str, datetime | None]]
+    ) -> None:
+        table = m.CommuneDueBucket.__table__
+        rows = sorted(
+            ((c, due, n) for (c, due), n in deltas.items() if n),
+            key=lambda r: (r[0], r[1] is not None, r[1] or datetime.min.replace(tzinfo=UTC)),
+        )
+        dated = [
+            {"commune_code": c, "due_minute": due, "open_count": n} for c, due, n in rows if due
+        ]
+        add_counts(session, table, dated, ["commune_code", "due_minute"], "open_count")
+        # A unique index treats NULLs as distinct, so ON CONFLICT never fires for the
+        # no-due-date bucket: update it in place, insert it the first time.
+        for c, due, n in rows:
+            if due is not None:
+                continue
+            done = session.execute(
+                update(table)
+                .where(table.c.commune_code == c, table.c.due_minute.is_(None))
+                .values(open_count=table.c.open_count + n)
+            )
+            if done.rowcount == 0:
+                session.execute(insert(table).values(commune_code=c, due_minute=None, open_count=n))
+
+    # --- queue ---------------------------------------------------------------------------
+
+    def _apply_queue(
+        self,
+        session: Session,
+        new_queue: Sequence[tuple[InboundMessage, v.ValidEvent]],
+        result: BatchResult,
+    ) -> None:
+        from control_center.domain import queue as dq
+
+        tickets: set[tuple[str, date, str]] = set()
+        counter_events: dict[str, list[dd.Event]] = defaultdict(list)
+        for _, ev in new_queue:
+            if ev.type in dq.COUNTER_EVENT_TYPES:
+                counter_events[ev.commune_code].append(
+                    dd.Event(
+                        ev.event_id or "", ev.type, ev.occurred_at, ev.commune_code, ev.payload
+                    )
+                )
+            elif ev.ticket_no:
+                tickets.add((ev.commune_code, dq.service_day(ev.occurred_at), ev.ticket_no))
+
+        if tickets:
+            events_t = m.QueueEvent.__table__
+            communes = sorted({c for c, _, _ in tickets})
+            numbers = sorted({t for _, _, t in tickets})
+            days = sorted({d for _, d, _ in tickets})
+            # Ticket numbers restart every local day: the key's day picks the right events.
+            start = datetime.combine(days[0], dtime(0), LOCAL_TZ)
+            end = datetime.combine(days[-1], dtime(0), LOCAL_TZ) + timedelta(days=1)
+            grouped: dict[tuple[str, date, str], list[dd.Event]] = defaultdict(list)
+            for chunk in _chunks(numbers):
+                for r in session.execute(
+                    select(events_t).where(
+                        events_t.c.commune_code.in_(communes),
+                        events_t.c.ticket_no.in_(chunk),
+                        events_t.c.occurred_at >= start,
+                        events_t.c.occurred_at < end,
+                        events_t.c.type.not_in(("counter_opened", "counter_closed")),
+                    )
+                ):
+                    key = (r.commune_code, dq.service_day(r.occurred_at), r.ticket_no)
+                    if key in tickets:
+                        grouped[key].append(_event(r))
+            rows = []
+            for key in sorted(tickets):
+                ticket = dq.derive_ticket(grouped[key])
+                if ticket is None:
+                    continue
+                c, day, no = key
+                rows.append(
+                    {
+                        "commune_code": c,
+                        "service_day": day,
+                        "ticket_no": no,
+                        "state": ticket.state,
+                        "channel": ticket.channel,
+                        "service": ticket.service,
+                        "priority": ticket.priority,
+                        "counter": ticket.counter,
+                        "issued_at": ticket.issued_at,
+                        "called_at": ticket.called_at,
+                        "started_at": ticket.started_at,
+                        "finished_at": ticket.finished_at,
+                        "cancel_reason": ticket.cancel_reason,
+                        "last_event_at": ticket.last_event_at,
+                    }
+                )
+            if rows:
+                table = m.QueueTicket.__table__
+                ins = insert_for(session, table)
+                keep = {"id", "commune_code", "service_day", "ticket_no"}
+                session.execute(
+                    ins.on_conflict_do_update(
+                        index_elements=["commune_code", "service_day", "ticket_no"],
+                        set_={c.name: ins.excluded[c.name] for c in table.c if c.name not in keep},
+                    ),
+                    rows,
+                )
+            result.tickets_changed += len(rows)
+
+        if counter_events:
+            table = m.CounterState.__table__
+            ins = insert_for(session, table)
+            rows = [
+                {
+                    "commune_code": c,
+                    "counter": k,
+                    "is_open": st.is_open,
+                    "last_event_at": st.last_event_at,
+                }
+                for c in sorted(counter_events)
+                for k, st in sorted(dq.counter_states(counter_events[c]).items())
+            ]
+            # As dq.apply_counter_event: the newest event decides, a close wins a tie.
+            newer = (ins.excluded.last_event_at > table.c.last_event_at) | (
+                (ins.excluded.last_event_at == table.c.last_event_at) & ~ins.excluded.is_open
+            )
+            session.execute(
+                ins.on_conflict_do_update(
+                    index_elements=["commune_code", "counter"],
+                    set_={
+                        "is_open": ins.excluded.is_open,
+                        "last_event_at": ins.excluded.last_event_at,
+                    },
+                    where=newer,
+                ),
+                rows,
+            )
+
+    def heartbeat(self, name: str, info: dict[str, Any]) -> None:
+        """Our own process's beat in ``process_heartbeats`` (the wall's stale-data banner)."""
+        table = m.Heartbeat.__table__
+        with self.engine.begin() as conn:
+            ins = insert_for(self.engine, table)
+            conn.execute(
+                ins.on_conflict_do_update(
+                    index_elements=["name"],
+                    set_={"beat_at": ins.excluded.beat_at, "info": ins.excluded.info},
+                ),
+                [{"name": name, "beat_at": datetime.now(UTC), "info": info}],
+            )
+
+    def dead_letter(self, msg: InboundMessage, reason: str, detail: str) -> None:
+        """Keep one message as a dead letter in its own transaction (when applying it failed)."""
+        parts = v.parse_topic(msg.topic)
+        event_id = None
+        try:
+            raw = json.loads(msg.payload)
+            if isinstance(raw, dict) and isinstance(raw.get("event_id"), str):
+                event_id = raw["event_id"][:64]
+        except ValueError:
+            pass
+        rejection = v.Rejection(
+            reason,
+            detail[:2000],
+            commune_code=parts.commune_code if parts else None,
+            event_id=event_id,
+        )
+        with self.factory() as session, session.begin():
+            # A valid message is kept whole (at most 64 KiB): it can be replayed once fixed.
+            row = dead_letter_row(
+                msg.topic, msg.payload, msg.arrived_at, rejection, excerpt_bytes=len(msg.payload)
+            )
+            self._add_dead_letters(session, [row])
+
+    # --- orphans -------------------------------------------------------------------------
+
+    def sweep_orphans(self, now: datetime) -> int:
+        """Dead-letter (``unknown_dossier``) dossiers whose events have waited longer than
+        ``orphan_grace_s`` for a received event; returns how many were dead-lettered.
+
+        The events stay stored: if the received event comes later, the dossier materialises
+        from all of them and the dead letter is marked resolved.
+        """
+        self._refresh_reference()
+        ev = m.DossierEvent.__table__
+        ds = m.Dossier.__table__
+        if self._orphans is None:
+            # First sweep of this process: orphans an earlier run left behind.
+            with self.engine.connect() as conn:
+                found = conn.execute(
+                    select(ev.c.dossier_code, func.min(ev.c.arrived_at))
+                    .select_from(ev.outerjoin(ds, ds.c.dossier_code == ev.c.dossier_code))
+                    .where(ds.c.dossier_code.is_(None))
+                    .group_by(ev.c.dossier_code)
+                )
+                self._orphans = {code: arrived for code, arrived in found}
+        for code, arrived in self._orphans_seen.items():
+            self._orphans.setdefault(code, arrived)
+        self._orphans_seen.clear()
+        cutoff = now - timedelta(seconds=self.settings.orphan_grace_s)
+        due = sorted(c for c, t in self._orphans.items() if t <= cutoff)
+        if not due:
+            return 0
+        dead: list[dict[str, Any]] = []
+        settled: list[str] = []
+        with self.factory() as session, session.begin():
+            for chunk in _chunks(due):
+                materialised = set(
+                    session.execute(select(ds.c.dossier_code).where(ds.c.dossier_code.in_(chunk)))
+                    .scalars()
+                    .all()
+                )
+                per_code: dict[str, list[Any]] = defaultdict(list)
+                for r in session.execute(
+                    select(ev).where(ev.c.dossier_code.in_(chunk)).order_by(ev.c.occurred_at)
+                ):
+                    per_code[r.dossier_code].append(r)
+                ids = [r.event_id for rs in per_code.values() for r in rs]
+                already = set()
+                for ids_chunk in _chunks(ids):
+                    already |= set(
+                        session.execute(
+                            select(m.DeadLetter.event_id).where(
+                                m.DeadLetter.reason == v.UNKNOWN_DOSSIER,
+                                m.DeadLetter.event_id.in_(ids_chunk),
+                            )
+                        ).scalars()
+                    )
+                for code in chunk:
+                    settled.append(code)
+                    rows = per_code.get(code)
+                    if code in materialised or not rows or any(r.event_id in already for r in rows):
+                        continue
+                    first = rows[0]
+                    rej = v.Rejection(
+                        v.UNKNOWN_DOSSIER,
+                        f"dossier {code}: {len(rows)} event(s), no received event within "
+                        f"{self.settings.orphan_grace_s} s",
+                        commune_code=first.commune_code,
+                        event_id=first.event_id,
+                    )
+                    topic = f"dvc/v1/{self.settings.province}/{first.commune_code}/dossier"
+                    payload = json.dumps(first.payload, ensure_ascii=False).encode()
+                    dead.append(dead_letter_row(topic, payload, now, rej))
+            if dead:
+                self._add_dead_letters(session, dead)
+        for code in settled:
+            self._orphans.pop(code, None)
+        if dead:
+            log.info("orphan dossiers dead-lettered", extra={"count": len(dead)})
+        return len(dead)
+
+
+def dead_letter_row(
+    topic: str,
+    payload: bytes,
+    arrived_at: datetime,
+    rejection: v.Rejection,
+    excerpt_bytes: int = EXCERPT_BYTES,
+) -> dict[str, Any]:
+    return {
+        "arrived_at": arrived_at,
+        "topic": topic[:300].replace("\x00", "\\x00"),
+        "commune_code": rejection.commune_code,
+        "reason": rejection.reason,
+        "detail": rejection.detail.replace("\x00", "\\x00"),
+        "event_id": rejection.event_id,
+        # PostgreSQL text cannot hold NUL; a visible escape keeps the excerpt faithful.
+        "payload_excerpt": payload[:excerpt_bytes]
+        .decode("utf-8", errors="replace")
+        .replace("\x00", "\\x00"),
+        "payload_size": len(payload),
+        "resolved_at": None,
+    }

@@ -1,0 +1,347 @@
+"""The collector process (``control-center collect``): MQTT in, batched transactions out.
+
+paho's network thread only enqueues (a bounded queue: when the database falls behind,
+``on_message`` blocks, which stops reading the socket and lets the broker hold the backlog).
+The writer (the thread that calls :func:`run`) takes batches, applies each in one transaction
+and only then acknowledges its messages, in arrival order. A message is therefore acknowledged
+only once it is durably stored or durably dead-lettered; anything else is redelivered by the
+broker from our persistent session, and duplicates are harmless (``event_id``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from collectors.ingest import BatchResult, InboundMessage, Ingestor
+from collectors.metrics import CollectorMetrics
+from collectors.validation import PROCESSING_ERROR
+from collectors.worker import IngestorProcess, is_retryable
+from control_center.settings import Settings
+
+log = logging.getLogger("collector")
+
+HEARTBEAT_S = 5.0
+SUMMARY_S = 60.0
+MAX_BACKOFF_S = 10.0
+KINDS = ("dossier", "queue", "status")
+
+
+def subscriptions(settings: Settings) -> list[str]:
+    prefix = f"$share/{settings.mqtt_shared_group}/" if settings.mqtt_shared_group else ""
+    return [f"{prefix}dvc/v1/{settings.province}/+/{kind}" for kind in KINDS]
+
+
+class Collector:
+    def __init__(
+        self,
+        settings: Settings,
+        ingestor: Ingestor | IngestorProcess,
+        metrics: CollectorMetrics,
+        stop: threading.Event,
+    ) -> None:
+        self.settings = settings
+        self.ingestor = ingestor
+        self.metrics = metrics
+        self.stop = stop
+        self.inbox: queue.Queue[InboundMessage] = queue.Queue(maxsize=settings.collector_queue_max)
+        # Bumped on every connection: a packet id is only meaningful on the connection that
+        # delivered it, so acks of an earlier connection are dropped (the broker redelivers).
+        self.generation = 0
+        self.connected = False
+        self.subscribed = threading.Event()  # set once the broker accepted our subscriptions
+        self.totals = BatchResult()
+        self.client = self._make_client()
+
+    # --- MQTT side (paho's thread) -------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        s = self.settings
+        v5 = s.mqtt_protocol == "5"
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=s.mqtt_client_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else False,
+            manual_ack=True,
+        )
+        target = s.mqtt_parts()
+        if target.username:
+            client.username_pw_set(target.username, target.password)
+        if target.tls:
+            client.tls_set(ca_certs=target.ca_file)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        return client
+
+    def connect(self) -> None:
+        s = self.settings
+        target = s.mqtt_parts()
+        if s.mqtt_protocol == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = s.mqtt_session_expiry_s
+            self.client.connect_async(
+                target.host, target.port, keepalive=30, clean_start=False, properties=props
+            )
+        else:
+            self.client.connect_async(target.host, target.port, keepalive=30)
+        self.client.loop_start()
+
+    # Every callback catches everything: an exception escaping it kills paho's loop thread.
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
+        try:
+            if reason.is_failure:
+                log.warning("broker refused connection", extra={"reason": str(reason)})
+                return
+            self.generation += 1
+            self.connected = True
+            self.metrics.connected.set(1)
+            client.subscribe([(t, 1) for t in subscriptions(self.settings)])
+            log.info(
+                "connected",
+                extra={
+                    "session_present": flags.session_present,
+                    "broker": self.settings.mqtt_parts(),
+                },
+            )
+        except Exception:
+            log.exception("on_connect failed")
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
+        try:
+            failed = [str(c) for c in codes if c.is_failure]
+            if failed:
+                log.error("subscription refused", extra={"reasons": ",".join(failed)})
+            else:
+                log.info("subscribed", extra={"generation": self.generation})
+                self.subscribed.set()
+        except Exception:
+            log.exception("on_subscribe failed")
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        try:
+            self.connected = False
+            self.subscribed.clear()
+            self.metrics.connected.set(0)
+            if not self.stop.is_set():
+                log.warning("disconnected from broker", extra={"reason": str(reason)})
+        except Exception:
+            log.exception("on_disconnect failed")
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            item = InboundMessage(
+                topic=msg._topic.decode("utf-8", errors="replace"),
+                payload=bytes(msg.payload),
+                arrived_at=datetime.now(UTC),
+                ack_token=(self.generation, msg.mid, msg.qos),
+                retained=bool(msg.retain),
+            )
+            try:
+                self.inbox.put_nowait(item)
+                return
+            except queue.Full:
+                pass
+            # Blocking here is the back-pressure: the broker keeps what we cannot take yet.
+            while not self.stop.is_set():
+                try:
+                    self.inbox.put(item, timeout=0.5)
+                    return
+                except queue.Full:
+                    continue
+        except Exception:
+            log.exception("on_message failed")
+
+    # --- writer side ---------------------------------------------------------------------
+
+    def take_batch(self, wait_s: float) -> list[InboundMessage]:
+        size = self.settings.collector_batch_size
+        try:
+            batch = [self.inbox.get(timeout=wait_s)]
+        except queue.Empty:
+            return []
+        deadline = time.monotonic() + self.settings.collector_batch_seconds
+        while len(batch) < size:
+            try:
+                batch.append(self.inbox.get_nowait())  # a backlog: no waiting per message
+                continue
+            except queue.Empty:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                batch.append(self.inbox.get(timeout=left))
+            except queue.Empty:
+                break
+        return batch
+
+    def commit(self, batch: Sequence[InboundMessage]) -> bool:
+        """Apply the batch, retrying while the database is unavailable; ack on success.
+        False when stop was requested before it could be stored (nothing acked)."""
+        delay = 0.1
+        while True:
+            started = time.monotonic()
+            try:
+                try:
+                    result = self.ingestor.process(batch)
+                except Exception as exc:
+                    if is_retryable(exc):
+                        raise
+                    # Not the database: our own bug on some message. Find it, keep it as a
+                    # dead letter, so one bad message cannot stall every centre behind it.
+                    log.exception("batch failed; applying its messages one by one")
+                    result = self._one_by_one(batch)
+            except Exception as exc:
+                if not is_retryable(exc):
+                    raise
+                self.metrics.db_retries.inc()
+                log.warning(
+                    "database unavailable; batch will be retried",
+                    extra={
+                        "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
+                        "retry_in_s": round(delay, 2),
+                        "batch": len(batch),
+                    },
+                )
+                if self.stop.wait(delay):
+                    return False
+                delay = min(delay * 2, MAX_BACKOFF_S)
+                continue
+            seconds = time.monotonic() - started
+            self._ack(batch)
+            self.metrics.received.inc(len(batch))
+            self.metrics.observe_batch(result, seconds)
+            self.totals.add(result)
+            log.debug(
+                "batch",
+                extra={
+                    "received": result.received,
+                    "stored": result.stored,
+                    "duplicates": result.duplicates,
+                    "dead_lettered": result.dead_lettered,
+                    "dossiers": result.dossiers_changed,
+                    "seconds": round(seconds, 4),
+                },
+            )
+            return True
+
+    def _one_by_one(self, batch: Sequence[InboundMessage]) -> BatchResult:
+        total = BatchResult()
+        for msg in batch:
+            try:
+                total.add(self.ingestor.process([msg]))
+            except Exception as exc:
+                if is_retryable(exc):
+                    raise
+                log.exception("message failed; dead-lettered", extra={"topic": msg.topic})
+                self.ingestor.dead_letter(msg, PROCESSING_ERROR, f"{type(exc).__name__}: {exc}")
+                total.received += 1
+                total.dead_lettered += 1
+                total.by_reason[PROCESSING_ERROR] += 1
+        return total
+
+    def _ack(self, batch: Sequence[InboundMessage]) -> None:
+        if not self.connected:
+            return  # the broker redelivers them on the next connection; they are duplicates then
+        generation = self.generation
+        for msg in batch:
+            gen, mid, qos = msg.ack_token
+            if qos and gen == generation:
+                self.client.ack(mid, qos)
+
+    def housekeeping(self) -> None:
+        now = datetime.now(UTC)
+        try:
+            self.ingestor.sweep_orphans(now)
+        except Exception as exc:
+            log.warning(
+                "orphan sweep failed", extra={"error": f"{type(exc).__name__}: {exc}"[:300]}
+            )
+        try:
+            self.ingestor.heartbeat("collector", self.info())
+        except Exception as exc:
+            log.warning("heartbeat failed", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+
+    def info(self) -> dict[str, Any]:
+        t = self.totals
+        return {
+            "pid": os.getpid(),
+            "connected": self.connected,
+            "queue_depth": self.inbox.qsize(),
+            "received": t.received,
+            "stored": t.stored,
+            "duplicates": t.duplicates,
+            "dead_lettered": t.dead_lettered,
+            "statuses": t.statuses,
+        }
+
+    def run(self) -> None:
+        log.info("collector starting", extra={"topics": ",".join(subscriptions(self.settings))})
+        self.connect()
+        next_beat = 0.0
+        next_summary = time.monotonic() + SUMMARY_S
+        try:
+            while not self.stop.is_set():
+                batch = self.take_batch(wait_s=0.5)
+                self.metrics.queue_depth.set(self.inbox.qsize())
+                if batch and not self.commit(batch):
+                    break
+                now = time.monotonic()
+                if now >= next_beat:
+                    self.housekeeping()
+                    next_beat = now + HEARTBEAT_S
+                if now >= next_summary:
+                    log.info("collector summary", extra=self.info())
+                    next_summary = now + SUMMARY_S
+            # Stopping: store and ack what was already taken off the network, then leave.
+            while True:
+                batch = self.take_batch(wait_s=0.0)
+                if not batch or not self.commit_once(batch):
+                    break
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()
+            log.info("collector stopped", extra=self.info())
+
+    def commit_once(self, batch: Sequence[InboundMessage]) -> bool:
+        """One attempt while stopping; on failure the broker redelivers the batch later."""
+        try:
+            result = self.ingestor.process(batch)
+        except Exception as exc:
+            log.warning(
+                "final batch not stored; broker will redeliver", extra={"error": str(exc)[:300]}
+            )
+            return False
+        self._ack(batch)
+        self.metrics.received.inc(len(batch))
+        self.totals.add(result)
+        return True
+
+
+def run(settings: Settings, stop_event: threading.Event | None = None) -> None:
+    """Collect until ``stop_event`` is set (forever if None)."""
+    stop = stop_event or threading.Event()
+    metrics = CollectorMetrics()
+    if settings.collector_metrics_port:
+        metrics.serve(settings.collector_metrics_port)
+    ingestor = IngestorProcess(settings)
+    try:
+        Collector(settings, ingestor, metrics, stop).run()
+    finally:
+        ingestor.close()

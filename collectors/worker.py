@@ -1,0 +1,130 @@
+"""The database side of the collector in a child process.
+
+paho's network thread and the ingestion (validation, state derivation, SQL) are both Python:
+in one process they take turns on the interpreter lock, so the collector would receive at
+the speed of one CPU doing both jobs. :class:`IngestorProcess` runs the :class:`Ingestor` in a
+child process behind a pipe, with the same methods, so receiving and storing overlap.
+The parent keeps everything MQTT (acks included); the child never talks to the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.connection
+import signal
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from collectors.ingest import BatchResult, InboundMessage, Ingestor, ReferenceDataMissing
+from control_center.settings import Settings
+
+log = logging.getLogger("collector.worker")
+
+
+class WorkerError(RuntimeError):
+    """An error raised in the child process; ``retryable`` for database trouble."""
+
+    def __init__(self, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def is_retryable(exc: BaseException) -> bool:
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(exc, WorkerError):
+        return exc.retryable
+    if isinstance(exc, OperationalError | InterfaceError | ReferenceDataMissing):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def _child(settings: Settings, conn: multiprocessing.connection.Connection) -> None:
+    from control_center.db import engine_from_settings
+    from control_center.logs import setup_logging
+
+    # Ctrl-C reaches the whole process group; the parent decides when to stop, and it still
+    # needs this process to store its last batch.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    setup_logging(settings.log_level)
+    engine = engine_from_settings(settings)
+    ingestor = Ingestor(engine, settings)
+    try:
+        while True:
+            try:
+                op, args = conn.recv()
+            except (EOFError, OSError):
+                return  # the parent is gone (stopped or killed): nothing left to answer
+            try:
+                reply: tuple[Any, ...] = ("ok", getattr(ingestor, op)(*args))
+            except Exception as exc:
+                if not is_retryable(exc):
+                    log.exception("ingestion failed", extra={"op": op})
+                text = f"{type(exc).__name__}: {exc}".splitlines()[0][:1000]
+                reply = ("error", text, is_retryable(exc))
+            try:
+                conn.send(reply)
+            except (BrokenPipeError, OSError):
+                return
+    finally:
+        engine.dispose()
+
+
+class IngestorProcess:
+    """Same interface as :class:`Ingestor` (the parts the service uses), in a child process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._ctx = multiprocessing.get_context("spawn")  # no fork: paho's threads and pools
+        self._conn: multiprocessing.connection.Connection | None = None
+        self._proc: Any = None
+        self._start()
+
+    def _start(self) -> None:
+        parent, child = self._ctx.Pipe()
+        self._proc = self._ctx.Process(
+            target=_child, args=(self.settings, child), name="collector-ingest", daemon=True
+        )
+        self._proc.start()
+        child.close()
+        self._conn = parent
+
+    def _call(self, op: str, *args: Any) -> Any:
+        assert self._conn is not None
+        try:
+            self._conn.send((op, args))
+            reply = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            # The child died (killed, out of memory): start a new one, let the caller retry.
+            log.error("ingest process died; restarting it", extra={"error": str(exc)})
+            self.close()
+            self._start()
+            raise WorkerError("ingest process died", retryable=True) from exc
+        if reply[0] == "ok":
+            return reply[1]
+        raise WorkerError(reply[1], retryable=reply[2])
+
+    def process(self, batch: Sequence[InboundMessage]) -> BatchResult:
+        return self._call("process", list(batch))
+
+    def dead_letter(self, msg: InboundMessage, reason: str, detail: str) -> None:
+        self._call("dead_letter", msg, reason, detail)
+
+    def sweep_orphans(self, now: datetime) -> int:
+        return self._call("sweep_orphans", now)
+
+    def heartbeat(self, name: str, info: dict[str, Any]) -> None:
+        self._call("heartbeat", name, info)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._proc is not None:
+            self._proc.join(10)
+            if self._proc.is_alive():
+                self._proc.kill()
+                self._proc.join(5)
+            self._proc = None

@@ -1,0 +1,94 @@
+"""The Dash app factory: the operations wall and the JSON API on one Flask server.
+
+``create_app`` registers every layout and callback itself, so the module gunicorn imports
+(:mod:`control_center.wsgi`) needs nothing else. Nothing connects here: the database engine is
+built lazily per worker process by :class:`control_center.db.Database`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import dash
+from dash import Input, Output, dcc, html
+
+from control_center.db import Database
+from control_center.domain.calendar import WorkingCalendar
+from control_center.settings import Settings
+from layouts import commune, ids, kiosk, wall
+from layouts.context import WallContext, system_clock
+from layouts.i18n import lang_from_search, t
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "layouts" / "assets"
+_COMMUNE_PATH = re.compile(r"^/commune/(\d{5})/?$")
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    calendar: WorkingCalendar | None = None,
+    db: Database | None = None,
+) -> dash.Dash:
+    """The wall and the API. ``clock`` and ``calendar`` are injectable for tests and replays."""
+    app = dash.Dash(
+        __name__,
+        assets_folder=str(ASSETS_DIR),
+        update_title=None,  # type: ignore[arg-type]  # None is documented: no "Updating..." title
+        title=t("app_title"),
+        # Pages are rendered by the router, so page callbacks name ids not in the first layout.
+        suppress_callback_exceptions=True,
+        # Everything is served from this server: the wall runs in rooms without internet.
+        serve_locally=True,
+    )
+    context = WallContext(
+        settings=settings,
+        db=db or Database(settings.database_url),
+        clock=clock or system_clock,
+        calendar=calendar,
+    )
+    app.layout = html.Div(
+        [dcc.Location(id=ids.URL, refresh=False), html.Main(id=ids.PAGE)],
+        className="app-root",
+    )
+    register_router(app, context)
+    wall.register(app, context)
+    commune.register(app, context)
+    kiosk.register(app, context)
+    _register_api(app, context)
+    return app
+
+
+def render_page(context: WallContext, pathname: str | None, search: str | None) -> Any:
+    lang = lang_from_search(search)
+    path = pathname or "/"
+    if path in ("/", ""):
+        return wall.layout(context, lang, "/", search)
+    match = _COMMUNE_PATH.match(path)
+    if match:
+        return commune.layout(context, match.group(1), lang, path, search)
+    if path.rstrip("/") == "/kiosk":
+        return kiosk.layout(context, lang, search)
+    return html.Div(
+        [html.H1("404"), dcc.Link(t("back_to_wall", lang), href="/")], className="page not-found"
+    )
+
+
+def register_router(app: dash.Dash, context: WallContext) -> None:
+    @app.callback(
+        Output(ids.PAGE, "children"), Input(ids.URL, "pathname"), Input(ids.URL, "search")
+    )
+    def route(pathname: str | None, search: str | None) -> Any:
+        return render_page(context, pathname, search)
+
+
+def _register_api(app: dash.Dash, context: WallContext) -> None:
+    from control_center.api import register_api
+
+    register_api(
+        app.server, context.db, context.settings, context.working_calendar(), clock=context.clock
+    )

@@ -1,0 +1,64 @@
+"""Pieces every page shares: the header with clock, data time and language switch."""
+
+from __future__ import annotations
+
+from dash import dcc, html
+from dash.development.base_component import Component
+
+from layouts import ids
+from layouts.i18n import other_lang, t, with_lang
+
+
+def header(
+    lang: str,
+    pathname: str,
+    search: str | None,
+    *,
+    title: str,
+    clock_id: str,
+    extra: list | None = None,
+    show_nav: bool = True,
+) -> html.Header:
+    target = other_lang(lang)
+    right: list = [*(extra or []), html.Div(id=clock_id, className="clock")]
+    if show_nav:
+        right.append(
+            dcc.Link(
+                t("switch_lang", lang),
+                href=with_lang(pathname, target, search),
+                className="lang-switch",
+                id=ids.LANG_SWITCH,
+            )
+        )
+    return html.Header(
+        [
+            html.Div(
+                [html.Div(t("app_title", lang), className="app-title"), html.H1(title)],
+                className="header-left",
+            ),
+            html.Div(right, className="header-right"),
+        ],
+        className="page-header",
+    )
+
+
+def panel(title: str, body: Component, *, class_name: str = "") -> html.Section:
+    return html.Section(
+        [html.H2(title, className="panel-title"), body],
+        className=f"panel {class_name}".strip(),
+    )
+
+
+def province_name(code: str, lang: str) -> str:
+    from vietnam_provinces import Province
+
+    for province in Province.iter_all():
+        if f"{int(province.code):02d}" == code:
+            city = "THANH_PHO" in str(province.division_type)
+            kind = (
+                ("Thành phố" if city else "Tỉnh")
+                if lang == "vi"
+                else ("City" if city else "Province")
+            )
+            return f"{kind} {province.name}"
+    return code

@@ -1,0 +1,309 @@
+"""The wall in headless Chromium at 1920x1080: what an operator sees, and a clean console.
+
+Data is written straight into the aggregate tables (tests/wall_seed.py) and the app runs with
+a fixed clock, so the figures on screen can be compared with ``queries.province_summary``.
+Screenshots land in ``artifacts/`` for a person to look at.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
+from selenium.webdriver.support.ui import WebDriverWait
+from sqlalchemy.orm import Session
+
+from control_center import queries
+from control_center.app import create_app
+from control_center.db import make_engine
+from control_center.domain.calendar import calendar_from_settings
+from control_center.models import CommuneDueBucket
+from control_center.settings import Settings, load_settings
+from layouts import ids
+from layouts.format import fmt_int, fmt_number, fmt_pct
+from tests.conftest import free_port
+from tests.wall_seed import (
+    HA_GIANG_2,
+    NOW,
+    THUONG_LAM,
+    seed_province,
+)
+
+pytest_plugins = ["tests.browser_plugin"]
+pytestmark = [
+    pytest.mark.browser,
+    # dash_duo stops its server thread by raising SystemExit in it; that is not our failure.
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning"),
+]
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+MAP_DRAW_S = 20  # MapLibre on software WebGL takes a few seconds
+
+
+def set_viewport(driver: Any, width: int = 1920, height: int = 1080) -> None:
+    """The page area itself at 1920x1080 (the window size includes the browser's own frame)."""
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+    )
+
+
+def severe_errors(dash_duo: Any) -> list[dict[str, Any]]:
+    return [
+        entry
+        for entry in dash_duo.get_logs()
+        if entry["level"] == "SEVERE" and "GPU stall due to ReadPixels" not in entry["message"]
+    ]
+
+
+def texts(dash_duo: Any, selector: str) -> list[str]:
+    """Visible text of the matching elements, read in one go: panels are re-rendered every
+    refresh, so a WebElement found a moment ago may already be gone."""
+    return dash_duo.driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.innerText.trim());",
+        selector,
+    )
+
+
+def text(dash_duo: Any, selector: str) -> str:
+    found = texts(dash_duo, selector)
+    assert found, f"nothing matches {selector}"
+    return found[0]
+
+
+def kpi_value(dash_duo: Any, key: str) -> str:
+    return text(dash_duo, f'[data-kpi="{key}"] .kpi-value')
+
+
+def map_data(dash_duo: Any, expression: str) -> Any:
+    return dash_duo.driver.execute_script(
+        f"const gd = document.querySelector('#{ids.WALL_MAP} .js-plotly-plot');"
+        f"return gd && gd.data ? {expression} : null;"
+    )
+
+
+def wait_until(dash_duo: Any, condition: Callable[[], Any], timeout: float = 15) -> Any:
+    return WebDriverWait(dash_duo.driver, timeout, poll_frequency=0.2).until(
+        lambda _driver: condition()
+    )
+
+
+def settled(dash_duo: Any, read: Callable[[], Any], timeout: float = 15) -> Any:
+    """A value once it stops changing (a wheel zoom animates for a while)."""
+    last: list[Any] = [object()]
+
+    def unchanged() -> bool:
+        value = read()
+        same = value == last[0]
+        last[0] = value
+        time.sleep(0.5)
+        return same
+
+    wait_until(dash_duo, unchanged, timeout)
+    return last[0]
+
+
+def wait_for_map(dash_duo: Any) -> None:
+    dash_duo.wait_for_element(f"#{ids.WALL_MAP} canvas.maplibregl-canvas", timeout=MAP_DRAW_S)
+    wait_until(dash_duo, lambda: map_data(dash_duo, "gd.data.length") == 2, MAP_DRAW_S)
+    # The loading class goes once MapLibre has drawn its first frame.
+    time.sleep(2)
+
+
+def screenshot(dash_duo: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    dash_duo.driver.save_screenshot(str(path))
+    return path
+
+
+class Province:
+    def __init__(self, url: str, settings: Settings) -> None:
+        self.url = url
+        self.settings = settings
+        self.engine = make_engine(url)
+
+    def summary(self) -> dict[str, Any]:
+        with Session(self.engine) as session:
+            return queries.province_summary(
+                session, self.settings, calendar_from_settings(self.settings), NOW
+            )
+
+    def add_overdue(self, commune_code: str, count: int) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.add(
+                CommuneDueBucket(
+                    commune_code=commune_code,
+                    due_minute=(NOW - timedelta(days=2)).replace(second=0, microsecond=0),
+                    open_count=count,
+                )
+            )
+
+
+@pytest.fixture
+def province(tmp_path: Path) -> Iterator[Province]:
+    url = f"sqlite:///{tmp_path / 'cc.db'}"
+    seeded = Province(url, load_settings(database_url=url, wall_refresh_s=2))
+    seed_province(seeded.engine)
+    yield seeded
+    seeded.engine.dispose()
+
+
+@pytest.fixture
+def stale_province(tmp_path: Path) -> Iterator[Province]:
+    url = f"sqlite:///{tmp_path / 'cc.db'}"
+    seeded = Province(url, load_settings(database_url=url, wall_refresh_s=2))
+    seed_province(seeded.engine, collector_beat_age_s=15 * 60)
+    yield seeded
+    seeded.engine.dispose()
+
+
+def start(dash_duo: Any, province: Province, path: str = "/") -> None:
+    app = create_app(province.settings, clock=lambda: NOW)
+    set_viewport(dash_duo.driver)
+    dash_duo.start_server(app, port=free_port())
+    if path != "/":
+        dash_duo.driver.get(dash_duo.server_url + path)
+
+
+def test_wall_shows_the_provinces_figures_on_a_full_map(dash_duo: Any, province: Province) -> None:
+    start(dash_duo, province)
+    summary = province.summary()
+    dash_duo.wait_for_text_to_equal(
+        '[data-kpi="open"] .kpi-value', fmt_int(summary["open"], "vi"), timeout=15
+    )
+    wait_for_map(dash_duo)
+
+    assert kpi_value(dash_duo, "overdue") == fmt_int(summary["overdue"], "vi")
+    assert kpi_value(dash_duo, "due_soon") == fmt_int(summary["due_soon"], "vi")
+    assert kpi_value(dash_duo, "received_today") == fmt_int(summary["received_today"], "vi")
+    assert kpi_value(dash_duo, "returned_today") == fmt_int(summary["returned_today"], "vi")
+    assert kpi_value(dash_duo, "on_time_rate") == fmt_pct(summary["on_time_rate"], "vi")
+    assert kpi_value(dash_duo, "queue_waiting") == fmt_int(summary["queue_waiting"], "vi")
+    assert kpi_value(dash_duo, "centres") == f"{summary['centres_online']}/124"
+    assert kpi_value(dash_duo, "progress_score") == fmt_number(summary["progress_score"], "vi", 2)
+
+    # Every commune is drawn, from the embedded GeoJSON.
+    assert map_data(dash_duo, "gd.data[0].locations.length") == 124
+    assert map_data(dash_duo, "gd.data[1].locations.length") == 124
+    overdue_by_code = map_data(
+        dash_duo, "Object.fromEntries(gd.data[1].locations.map((c, i) => [c, gd.data[1].z[i]]))"
+    )
+    assert overdue_by_code[THUONG_LAM] == 7
+
+    worst = texts(dash_duo, f"#{ids.WALL_WORST} tbody tr")
+    assert worst[0].startswith("Xã Thượng Lâm")
+    assert worst[1].startswith("Phường Hà Giang 2")
+    ticker = texts(dash_duo, f"#{ids.WALL_TICKER} li")
+    assert [li.split()[:2] for li in ticker] == [["Cấp", "3"], ["Cấp", "2"], ["Cấp", "1"]]
+    feeds = text(dash_duo, f"#{ids.WALL_FEEDS}")
+    assert "Xã Đồng Tâm · mất kết nối · 3,0 giờ" in feeds  # OFFLINE_COMMUNE in wall_seed
+    assert "Xã Ngọc Đường · chậm · 12 phút" in feeds  # STALE_COMMUNE in wall_seed
+    assert not dash_duo.find_element(f"#{ids.WALL_STALE_BANNER}").is_displayed()
+    assert text(dash_duo, f"#{ids.WALL_CLOCK}") == "10:00"
+
+    screenshot(dash_duo, "wall.png")
+    assert severe_errors(dash_duo) == []
+
+
+def test_wall_updates_in_place_and_keeps_the_operators_zoom(
+    dash_duo: Any, province: Province
+) -> None:
+    start(dash_duo, province)
+    wait_for_map(dash_duo)
+    initial_zoom = map_data(dash_duo, "gd.layout.map.zoom")
+    # A real mouse-wheel zoom over the map, as an operator would do.
+    canvas = dash_duo.find_element(f"#{ids.WALL_MAP} canvas.maplibregl-canvas")
+    ActionChains(dash_duo.driver).scroll_from_origin(
+        ScrollOrigin.from_element(canvas), 0, -400
+    ).perform()
+    wait_until(dash_duo, lambda: map_data(dash_duo, "gd.layout.map.zoom") > initial_zoom + 0.3)
+    zoom = settled(dash_duo, lambda: map_data(dash_duo, "gd.layout.map.zoom"))
+    before = province.summary()["overdue"]
+    province.add_overdue(HA_GIANG_2, 5)
+
+    dash_duo.wait_for_text_to_equal(
+        '[data-kpi="overdue"] .kpi-value', fmt_int(before + 5, "vi"), timeout=15
+    )
+    wait_until(
+        dash_duo,
+        lambda: (
+            map_data(dash_duo, f"gd.data[1].z[gd.data[1].locations.indexOf('{HA_GIANG_2}')]") == 7
+        ),
+    )
+    assert map_data(dash_duo, "gd.layout.map.zoom") == zoom
+
+    # Picking another measure rebuilds the figure; the operator's zoom still stays.
+    dash_duo.find_element(f"#{ids.WALL_MEASURE} input[value='feed_state']").click()
+    wait_until(
+        dash_duo,
+        lambda: map_data(dash_duo, "gd.data[1].colorbar.title.text") == "Kết nối",
+    )
+    assert map_data(dash_duo, "gd.layout.map.zoom") == zoom
+    assert severe_errors(dash_duo) == []
+
+
+def test_a_commune_opens_from_the_map_and_shows_its_page(dash_duo: Any, province: Province) -> None:
+    start(dash_duo, province)
+    wait_for_map(dash_duo)
+    # What dcc.Graph hears when a commune polygon is clicked.
+    dash_duo.driver.execute_script(
+        f"document.querySelector('#{ids.WALL_MAP} .js-plotly-plot')"
+        f".emit('plotly_click', {{points: [{{location: '{THUONG_LAM}', curveNumber: 1}}]}});"
+    )
+    dash_duo.wait_for_text_to_equal(f"#{ids.COMMUNE_TITLE}", "Xã Thượng Lâm (02269)", timeout=15)
+    assert dash_duo.driver.current_url.endswith(f"/commune/{THUONG_LAM}")
+    wait_until(dash_duo, lambda: len(texts(dash_duo, f"#{ids.COMMUNE_OVERDUE} tbody tr")) == 3)
+    assert kpi_value(dash_duo, "overdue") == "7"
+    assert "trực tuyến" in text(dash_duo, f"#{ids.COMMUNE_FEED}")
+    assert len(texts(dash_duo, f"#{ids.COMMUNE_ALERTS} li")) == 3
+    dash_duo.wait_for_element(f"#{ids.COMMUNE_DAILY} .main-svg", timeout=10)
+    time.sleep(1)
+    screenshot(dash_duo, "commune.png")
+    assert severe_errors(dash_duo) == []
+
+    dash_duo.find_element(".back-link").click()
+    dash_duo.wait_for_element(f"#{ids.WALL_MAP}", timeout=10)
+
+
+def test_english_switch_changes_the_labels(dash_duo: Any, province: Province) -> None:
+    start(dash_duo, province)
+    dash_duo.wait_for_text_to_equal('[data-kpi="overdue"] .kpi-label', "Quá hạn", timeout=15)
+    dash_duo.find_element(f"#{ids.LANG_SWITCH}").click()
+    dash_duo.wait_for_text_to_equal('[data-kpi="overdue"] .kpi-label', "Overdue", timeout=15)
+    assert "lang=en" in dash_duo.driver.current_url
+    assert text(dash_duo, f"#{ids.WALL_WORST} th") == "Commune"
+    wait_for_map(dash_duo)
+    assert map_data(dash_duo, "gd.data[1].colorbar.title.text") == "Overdue"
+    screenshot(dash_duo, "wall_en.png")
+    assert severe_errors(dash_duo) == []
+
+
+def test_stale_banner_when_the_collector_has_gone_quiet(
+    dash_duo: Any, stale_province: Province
+) -> None:
+    assert stale_province.summary()["data_stale"]
+    start(dash_duo, stale_province)
+    dash_duo.wait_for_element(f"#{ids.WALL_STALE_BANNER}:not(.hidden)", timeout=15)
+    banner = text(dash_duo, f"#{ids.WALL_STALE_BANNER}")
+    assert "CẢNH BÁO" in banner and "09:45" in banner
+    wait_for_map(dash_duo)
+    screenshot(dash_duo, "wall_stale.png")
+    assert severe_errors(dash_duo) == []
+
+
+def test_kiosk_hides_navigation_and_rotates_to_the_worst_commune(
+    dash_duo: Any, province: Province
+) -> None:
+    start(dash_duo, province, "/kiosk?rotate=5")
+    dash_duo.wait_for_element(f"#{ids.WALL_MAP}", timeout=15)
+    assert dash_duo.find_elements(f"#{ids.LANG_SWITCH}") == []
+    dash_duo.wait_for_text_to_equal(f"#{ids.COMMUNE_TITLE}", "Xã Thượng Lâm (02269)", timeout=20)
+    assert dash_duo.find_elements(".back-link") == []
+    assert severe_errors(dash_duo) == []

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import typing
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
@@ -21,7 +22,9 @@ from datetime import time as dtime
 from typing import Any
 
 from sqlalchemy import (
+    CursorResult,
     Engine,
+    Table,
     Text,
     and_,
     case,
@@ -522,8 +525,8 @@ class Ingestor:
                     raw_payload.label("payload"),
                 ).where(events_t.c.dossier_code.in_(chunk))
             ):
-                ev = in_batch.get(r.event_id)
-                payload = ev.payload if ev is not None else json.loads(r.payload)
+                known = in_batch.get(r.event_id)
+                payload = known.payload if known is not None else json.loads(r.payload)
                 events[r.dossier_code].append(
                     dd.Event(r.event_id, r.type, r.occurred_at, r.commune_code, payload)
                 )
@@ -578,7 +581,7 @@ class Ingestor:
             "value",
         )
         if resolved_event_ids:
-            dl = m.DeadLetter.__table__
+            dl = typing.cast(Table, m.DeadLetter.__table__)
             for chunk in _chunks(resolved_event_ids):
                 session.execute(
                     update(dl)
@@ -593,7 +596,7 @@ class Ingestor:
     def _apply_due_buckets(
         self, session: Session, deltas: Counter[tuple[str, datetime | None]]
     ) -> None:
-        table = m.CommuneDueBucket.__table__
+        table = typing.cast(Table, m.CommuneDueBucket.__table__)
         rows = sorted(
             ((c, due, n) for (c, due), n in deltas.items() if n),
             key=lambda r: (r[0], r[1] is not None, r[1] or datetime.min.replace(tzinfo=UTC)),
@@ -607,10 +610,13 @@ class Ingestor:
         for c, due, n in rows:
             if due is not None:
                 continue
-            done = session.execute(
-                update(table)
-                .where(table.c.commune_code == c, table.c.due_minute.is_(None))
-                .values(open_count=table.c.open_count + n)
+            done = typing.cast(
+                CursorResult[Any],
+                session.execute(
+                    update(table)
+                    .where(table.c.commune_code == c, table.c.due_minute.is_(None))
+                    .values(open_count=table.c.open_count + n)
+                ),
             )
             if done.rowcount == 0:
                 session.execute(insert(table).values(commune_code=c, due_minute=None, open_count=n))

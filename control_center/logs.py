@@ -16,7 +16,7 @@ class KeyValueFormatter(logging.Formatter):
     Anything passed in ``extra=`` is appended as ``key=value`` so logs stay greppable.
     """
 
-    converter = time.gmtime
+    converter = time.gmtime  # type: ignore[assignment]  # UTC stamps
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = self.formatTime(record, "%Y-%m-%dT%H:%M:%SZ")

@@ -585,7 +585,7 @@ def run(
     """
     from alerts.notifiers import AlertsMqtt, email_from_settings, webhook_from_settings
     from control_center.db import engine_from_settings, session_factory, transaction
-    from control_center.domain.calendar import calendar_from_settings
+    from control_center.runtime import calendar_from_settings
 
     stop = stop_event or threading.Event()
     policy = policy or load_policy(settings.policy_file)

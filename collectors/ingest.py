@@ -42,8 +42,9 @@ from collectors import validation as v
 from control_center import models as m
 from control_center.db import add_counts, insert_for, insert_ignore, session_factory
 from control_center.domain import dossier as dd
-from control_center.domain.calendar import LOCAL_TZ, WorkingCalendar, load_calendar
-from control_center.settings import Settings, parse_sessions
+from control_center.domain.calendar import LOCAL_TZ, WorkingCalendar
+from control_center.runtime import calendar_from_settings
+from control_center.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +92,6 @@ class BatchResult:
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.by_reason.update(other.by_reason)
-
-
-def calendar_from_settings(settings: Settings) -> WorkingCalendar:
-    cutoff = dtime.fromisoformat(settings.counter_cutoff) if settings.counter_cutoff else None
-    override = settings.calendar_override_file
-    return load_calendar(
-        parse_sessions(settings.working_sessions),
-        cutoff,
-        str(override) if override else None,
-    )
 
 
 def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:

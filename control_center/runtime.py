@@ -1,20 +1,26 @@
-"""Objects every process builds from its settings (calendar, database), built once per process."""
+"""Objects every process builds from its settings, in one place so that the collector, the
+alert engine, the wall and the simulator agree on due dates."""
 
 from __future__ import annotations
+
+from datetime import time
+from pathlib import Path
 
 from control_center.domain.calendar import WorkingCalendar, load_calendar
 from control_center.settings import Settings, parse_sessions
 
 
 def calendar_from_settings(settings: Settings) -> WorkingCalendar:
-    """The province's working calendar: hours, counter cut-off and the local override file."""
-    from datetime import time
-
+    """The province's working calendar: working sessions, counter cut-off and the override
+    file (``config_dir/calendar_overrides.yaml`` when none is named; a named file that is
+    missing is an error, not silently ignored)."""
     override = settings.calendar_override_file
+    if override is None:
+        shipped = Path(settings.config_dir) / "calendar_overrides.yaml"
+        override = shipped if shipped.exists() else None
+    cutoff = time.fromisoformat(settings.counter_cutoff) if settings.counter_cutoff else None
     return load_calendar(
         sessions=parse_sessions(settings.working_sessions),
-        counter_cutoff=time.fromisoformat(settings.counter_cutoff)
-        if settings.counter_cutoff
-        else None,
-        override_file=str(override) if override and override.exists() else None,
+        counter_cutoff=cutoff,
+        override_file=str(override) if override else None,
     )

@@ -593,7 +593,7 @@ def model_from_settings(
 ) -> TrafficModel:
     """The traffic model of the configured province (communes and catalogue from reference)."""
     from control_center import reference
-    from control_center.domain.calendar import calendar_from_settings
+    from control_center.runtime import calendar_from_settings
 
     refs = reference.province_communes(settings.province)
     centres = centres_for(refs, seed=seed, scale=scale)

@@ -13,7 +13,8 @@ from types import ModuleType
 
 from control_center import queries
 from control_center.db import Database
-from control_center.domain.calendar import WorkingCalendar, calendar_from_settings
+from control_center.domain.calendar import WorkingCalendar
+from control_center.runtime import calendar_from_settings
 from control_center.settings import Settings
 
 

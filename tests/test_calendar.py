@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from control_center.domain.calendar import (
     LOCAL_TZ,
     WorkingCalendar,
-    calendar_from_settings,
     load_calendar,
     read_overrides,
 )
+from control_center.runtime import calendar_from_settings
 from control_center.settings import CONFIG_DIR, load_settings
 
 HOUR = 3600.0

@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 from control_center import queries
 from control_center.app import create_app
 from control_center.db import make_engine
-from control_center.domain.calendar import calendar_from_settings
 from control_center.models import CommuneDueBucket
+from control_center.runtime import calendar_from_settings
 from control_center.settings import Settings, load_settings
 from layouts import ids
 from layouts.format import fmt_int, fmt_number, fmt_pct

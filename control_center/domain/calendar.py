@@ -357,23 +357,6 @@ def load_calendar(
     )
 
 
-def calendar_from_settings(settings: Any) -> WorkingCalendar:
-    """The calendar a process should use: sessions, counter cut-off and override file from the
-    settings (``config_dir/calendar_overrides.yaml`` when no override file is named)."""
-    from control_center.settings import parse_sessions
-
-    override = settings.calendar_override_file
-    if override is None:
-        shipped = Path(settings.config_dir) / "calendar_overrides.yaml"
-        override = shipped if shipped.exists() else None
-    cutoff = time.fromisoformat(settings.counter_cutoff) if settings.counter_cutoff else None
-    return load_calendar(
-        sessions=parse_sessions(settings.working_sessions),
-        counter_cutoff=cutoff,
-        override_file=str(override) if override else None,
-    )
-
-
 def working_days(calendar: WorkingCalendar, start: date, end: date) -> Iterable[date]:
     """Working days in [start, end) (for reports; O(days), not for the hot path)."""
     day = start

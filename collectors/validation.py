@@ -263,6 +263,7 @@ class ValidEvent:
     event_id: str | None = None  # None only for a status without event_id
     dossier_code: str | None = None
     ticket_no: str | None = None
+    text: str | None = None  # the payload's JSON text as received (stored without re-encoding)
 
 
 @dataclass(frozen=True)
@@ -339,12 +340,15 @@ def validate_message(
     except ValidationError as exc:
         return reject(*_explain(exc))
 
-    payload_commune = getattr(model, "commune_code", None)
+    # Declared fields only (a plain dict): pydantic's attribute fallback for undeclared names
+    # was a measurable share of the collector's time.
+    fields = model.__dict__
+    payload_commune = fields.get("commune_code")
     if payload_commune is not None and payload_commune != commune:
         return reject(
             COMMUNE_MISMATCH, f"payload commune_code {payload_commune} != topic commune {commune}"
         )
-    occurred_at = getattr(model, "occurred_at", None) or arrived_at
+    occurred_at = fields.get("occurred_at") or arrived_at
     if occurred_at > arrived_at + timedelta(seconds=max_future_skew_s):
         return reject(
             FUTURE_TIMESTAMP,
@@ -354,12 +358,13 @@ def validate_message(
     return ValidEvent(
         kind=parts.kind,
         commune_code=commune,
-        type=getattr(model, "type", None) or STATUS,
+        type=fields.get("type") or STATUS,
         occurred_at=occurred_at,
         payload=data,
-        event_id=getattr(model, "event_id", None),
-        dossier_code=getattr(model, "dossier_code", None),
-        ticket_no=getattr(model, "ticket_no", None),
+        event_id=fields.get("event_id"),
+        dossier_code=fields.get("dossier_code"),
+        ticket_no=fields.get("ticket_no"),
+        text=text,
     )
 
 

@@ -12,7 +12,7 @@ from datetime import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -210,8 +210,9 @@ class Settings(BaseSettings):
         return MqttTarget(
             host=parts.hostname or "127.0.0.1",
             port=parts.port or (8883 if tls else 1883),
-            username=parts.username,
-            password=parts.password,
+            # Percent-encoded in the URL (a password may hold "@", ":" or "/").
+            username=unquote(parts.username) if parts.username is not None else None,
+            password=unquote(parts.password) if parts.password is not None else None,
             tls=tls,
             ca_file=self.mqtt_ca_file,
         )

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -58,10 +59,14 @@ def stream(n_dossiers: int, prefix: str) -> list[tuple[str, bytes]]:
     return out
 
 
-def publish(port: int, messages: list[tuple[str, bytes]]) -> None:
+def publish(
+    port: int, messages: list[tuple[str, bytes]], auth: tuple[str, str] | None = None
+) -> None:
     """Publish with QoS 1 and wait until the broker has accepted every message."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(1000)
+    if auth:
+        client.username_pw_set(*auth)
     client.connect("127.0.0.1", port)
     client.loop_start()
     try:
@@ -112,7 +117,7 @@ def start(settings: Settings, engine: Engine) -> Running:
 def settings_for(db_url: str, broker: Any, **kw: Any) -> Settings:
     return make_settings(
         db_url,
-        mqtt_url=broker.url,
+        mqtt_url=kw.pop("mqtt_url", broker.url),
         mqtt_client_id=kw.pop("client_id", "cc-test-collector"),
         collector_batch_seconds=0.05,
         **kw,
@@ -373,3 +378,115 @@ def test_a_message_the_collector_fails_on_is_dead_lettered_not_blocking(
     assert len(letters) == 1 and letters[0].reason == "processing_error"
     assert "ZeroDivisionError" in letters[0].detail
     assert letters[0].payload_excerpt == batch[1].payload.decode()  # kept whole, replayable
+
+
+class GatedIngestor(Ingestor):
+    """An ingestor whose database is 'slow' until the gate opens."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = threading.Event()
+
+    def process(self, batch: Any) -> Any:
+        self.gate.wait(30)
+        return super().process(batch)
+
+
+def test_a_full_queue_pushes_back_to_the_broker_and_loses_nothing(
+    mosquitto: Any, sqlite_url: str, sqlite_engine: Engine
+) -> None:
+    settings = settings_for(sqlite_url, mosquitto, collector_queue_max=20, collector_batch_size=10)
+    stop = threading.Event()
+    ingestor = GatedIngestor(sqlite_engine, settings)
+    collector = Collector(settings, ingestor, CollectorMetrics(), stop)
+    thread = threading.Thread(target=collector.run, daemon=True)
+    thread.start()
+    wait_until(collector.subscribed.is_set, what="collector subscribed")
+    try:
+        publish(mosquitto.port, stream(300, "BP"))  # the broker accepted all 600
+        wait_until(lambda: collector.inbox.full(), what="the in-memory queue to fill")
+        depths = []
+        for _ in range(20):  # the database stays slow: memory must not grow with the backlog
+            depths.append(collector.inbox.qsize())
+            time.sleep(0.05)
+        assert max(depths) <= 20
+        assert count(sqlite_engine, m.DossierEvent) == 0
+        ingestor.gate.set()
+        wait_until(lambda: count(sqlite_engine, m.DossierEvent) == 600, 30, "the whole backlog")
+    finally:
+        ingestor.gate.set()
+        stop.set()
+        thread.join(15)
+    assert collector.totals.stored == 600 and collector.totals.duplicates == 0
+    assert count(sqlite_engine, m.Dossier) == 300
+    assert_aggregates_consistent(sqlite_engine)
+
+
+def password_broker(mosquitto: Any, user: str, password: str) -> None:
+    """Restart the test's broker with anonymous access off and one user in a password file."""
+    passwords = mosquitto.workdir / "passwords"
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(passwords), user, password],
+        check=True,
+        capture_output=True,
+    )
+    passwords.chmod(0o600)
+    conf = mosquitto.conf.read_text().replace(
+        "allow_anonymous true", f"allow_anonymous false\npassword_file {passwords}"
+    )
+    mosquitto.conf.write_text(conf)
+    mosquitto.restart()
+
+
+def test_username_and_password_come_from_the_mqtt_url(
+    mosquitto: Any, sqlite_url: str, sqlite_engine: Engine
+) -> None:
+    password = "p@ss:w/rd ơ"  # percent-encoded in the URL
+    password_broker(mosquitto, "collector", password)
+    port = mosquitto.port
+    quoted = urllib.parse.quote(password, safe="")
+
+    wrong = settings_for(sqlite_url, mosquitto, mqtt_url=f"mqtt://collector:nope@127.0.0.1:{port}")
+    stop = threading.Event()
+    refused = Collector(wrong, Ingestor(sqlite_engine, wrong), CollectorMetrics(), stop)
+    thread = threading.Thread(target=refused.run, daemon=True)
+    thread.start()
+    time.sleep(1.5)
+    assert not refused.subscribed.is_set()  # a wrong password gets nowhere
+    stop.set()
+    thread.join(15)
+
+    settings = settings_for(
+        sqlite_url, mosquitto, mqtt_url=f"mqtt://collector:{quoted}@127.0.0.1:{port}"
+    )
+    running = start(settings, sqlite_engine)
+    try:
+        publish(port, stream(20, "AUTH"), auth=("collector", password))
+        wait_until(lambda: count(sqlite_engine, m.DossierEvent) == 40, what="authenticated stream")
+    finally:
+        running.halt()
+    assert count(sqlite_engine, m.Dossier) == 20
+
+
+def test_mqtt_311_keeps_a_persistent_session_across_restarts(
+    mosquitto: Any, sqlite_url: str, sqlite_engine: Engine
+) -> None:
+    settings = settings_for(sqlite_url, mosquitto, mqtt_protocol="3.1.1", client_id="cc-311")
+    running = start(settings, sqlite_engine)
+    try:
+        assert running.collector.client.protocol == mqtt.MQTTv311
+        publish(mosquitto.port, stream(50, "V3A"))
+        wait_until(lambda: count(sqlite_engine, m.DossierEvent) == 100, what="live events")
+    finally:
+        running.halt()
+    # Away: clean_session=False keeps the subscription, and the broker queues for it.
+    publish(mosquitto.port, stream(50, "V3B"))
+    mosquitto.restart()
+    running = start(settings, sqlite_engine)
+    try:
+        wait_until(lambda: count(sqlite_engine, m.DossierEvent) == 200, what="queued backlog")
+    finally:
+        running.halt()
+    assert running.collector.totals.stored == 100  # only the backlog; nothing redelivered twice
+    assert count(sqlite_engine, m.Dossier) == 100
+    assert_aggregates_consistent(sqlite_engine)

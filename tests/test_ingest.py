@@ -585,3 +585,46 @@ def test_processing_refuses_to_run_without_reference_data(db_url: str) -> None:
     with engine.connect() as conn:
         assert conn.execute(select(m.DeadLetter)).first() is None
     engine.dispose()
+
+
+def test_events_are_stored_as_sent_and_read_back_as_through_the_orm(
+    engine: Engine, ingestor: Ingestor
+) -> None:
+    """The collector's fast insert path (pre-converted values, raw JSON text) stores what the
+    ORM types would: the payload as sent, UTC instants that compare and order correctly."""
+    body = dossier_event(
+        "raw-1", "received", "RAW-1", 0.25, procedure_code="1.001193", applicant_name="Lê Thị Ánh"
+    )
+    body["occurred_at"] = "2025-11-03T08:15:30.123456+07:00"
+    body["extra"] = {"nested": [1, 2.5, None, "ơ"]}
+    ingestor.process([msg(body)])
+    with engine.connect() as conn:
+        row = conn.execute(select(m.DossierEvent)).one()
+        dossier = conn.execute(select(m.Dossier)).one()
+        later = conn.execute(
+            select(m.DossierEvent.event_id).where(
+                m.DossierEvent.occurred_at > datetime(2025, 11, 3, 1, 15, 30, 123455, tzinfo=UTC)
+            )
+        ).all()
+    assert row.payload == body
+    assert row.occurred_at == datetime(2025, 11, 3, 1, 15, 30, 123456, tzinfo=UTC)
+    assert row.arrived_at == ARRIVED
+    assert dossier.received_at == row.occurred_at and dossier.due_at is not None
+    assert dossier.due_at.tzinfo is not None
+    assert [r.event_id for r in later] == ["raw-1"]  # compared as instants, not as text
+
+
+def test_sqlite_text_of_an_instant_is_what_sqlalchemy_stores() -> None:
+    from sqlalchemy.dialects import sqlite
+
+    from collectors.ingest import sqlite_utc_text
+
+    dialect = sqlite.dialect()
+    process = m.UTCDateTime().dialect_impl(dialect).bind_processor(dialect)  # decorator + DATETIME
+    assert process is not None
+    for instant in (
+        datetime(2025, 11, 3, 8, 15, 30, 123456, tzinfo=LOCAL_TZ),
+        datetime(2026, 1, 1, 0, 0, tzinfo=UTC),
+        datetime(999, 1, 1, 23, 59, 59, tzinfo=UTC),
+    ):
+        assert sqlite_utc_text(instant) == process(instant)

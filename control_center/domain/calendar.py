@@ -232,6 +232,18 @@ class WorkingCalendar:
         """The instant the legal clock starts: the receipt instant moved forward to working time
         (after closing -> next working day's start; lunch break -> afternoon start; weekend or
         holiday -> next working day's start; channel 'counter' after counter_cutoff -> next day)."""
+        # Memoised: deriving a dossier asks twice (its clock start, then its due date), and the
+        # collector derives thousands a second. Bounded: cleared when it grows large.
+        memo = self._memo.setdefault("clock_start", {})
+        key = (received_at, channel)
+        start = memo.get(key)
+        if start is None:
+            if len(memo) >= 4096:
+                memo.clear()
+            start = memo[key] = self._clock_start(received_at, channel)
+        return start
+
+    def _clock_start(self, received_at: datetime, channel: str | None) -> datetime:
         clock, local = self._clock(received_at)
         day = local.date()
         if (

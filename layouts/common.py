@@ -22,6 +22,7 @@ def header(
     target = other_lang(lang)
     right: list = [*(extra or []), html.Div(id=clock_id, className="clock")]
     if show_nav:
+        right.insert(0, nav(lang, pathname, search))
         right.append(
             dcc.Link(
                 t("switch_lang", lang),
@@ -39,6 +40,33 @@ def header(
             html.Div(right, className="header-right"),
         ],
         className="page-header",
+    )
+
+
+NAV_PAGES = (
+    ("/", "nav_wall"),
+    ("/wall/overdue", "nav_overdue"),
+    ("/queue", "nav_queue"),
+    ("/alerts", "nav_alerts"),
+    ("/overdue", "nav_review"),
+    ("/ranking", "nav_ranking"),
+    ("/report/daily", "nav_report"),
+)
+
+
+def nav(lang: str, pathname: str, search: str | None) -> html.Nav:
+    """The wall's own pages; the current one is marked, not linked to itself."""
+    return html.Nav(
+        [
+            dcc.Link(
+                t(key, lang),
+                href=with_lang(path, lang, search),
+                className="nav-link current" if path == pathname else "nav-link",
+            )
+            for path, key in NAV_PAGES
+        ],
+        id=ids.NAV,
+        className="nav",
     )
 
 

@@ -450,7 +450,7 @@ def register(app: Dash, wall: WallContext) -> None:
         q = wall.queries
         calendar = wall.working_calendar()
         try:
-            with wall.db.session() as session:
+            with wall.db.session() as session, q.shared_reads(session):
                 summary = q.province_summary(session, wall.settings, calendar, now)
                 rows = q.commune_rows(session, wall.settings, calendar, now)
                 alerts = q.list_alerts(session, state="open", limit=TICKER_MAX)

@@ -7,7 +7,9 @@ Screenshots land in ``artifacts/`` for a person to look at.
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -22,11 +24,13 @@ from sqlalchemy.orm import Session
 from control_center import queries
 from control_center.app import create_app
 from control_center.db import make_engine
-from control_center.models import CommuneDueBucket
+from control_center.domain.calendar import LOCAL_TZ
+from control_center.models import CommuneDueBucket, QueueTicket
+from control_center.reference import province_communes
 from control_center.runtime import calendar_from_settings
 from control_center.settings import Settings, load_settings
 from layouts import ids
-from layouts.format import fmt_int, fmt_number, fmt_pct
+from layouts.format import fmt_int, fmt_minutes, fmt_number, fmt_pct
 from tests.conftest import free_port
 from tests.wall_seed import (
     HA_GIANG_2,
@@ -135,6 +139,22 @@ class Province:
                 session, self.settings, calendar_from_settings(self.settings), NOW
             )
 
+    def add_waiting(self, commune_code: str, count: int, minutes_ago: int) -> None:
+        """``count`` tickets waiting at ``commune_code``, issued ``minutes_ago`` before NOW."""
+        today = NOW.astimezone(LOCAL_TZ).date()
+        with Session(self.engine) as session, session.begin():
+            for i in range(count):
+                session.add(
+                    QueueTicket(
+                        commune_code=commune_code,
+                        service_day=today,
+                        ticket_no=f"B{i:03d}",
+                        state="waiting",
+                        issued_at=NOW - timedelta(minutes=minutes_ago),
+                        last_event_at=NOW - timedelta(minutes=minutes_ago),
+                    )
+                )
+
     def add_overdue(self, commune_code: str, count: int) -> None:
         with Session(self.engine) as session, session.begin():
             session.add(
@@ -172,9 +192,17 @@ def start(dash_duo: Any, province: Province, path: str = "/") -> None:
         dash_duo.driver.get(dash_duo.server_url + path)
 
 
+def api_summary(dash_duo: Any) -> dict[str, Any]:
+    """What ``GET /api/v1/summary`` says, from the same server the browser talks to."""
+    with urllib.request.urlopen(dash_duo.server_url + "/api/v1/summary", timeout=10) as response:
+        return json.load(response)
+
+
 def test_wall_shows_the_provinces_figures_on_a_full_map(dash_duo: Any, province: Province) -> None:
     start(dash_duo, province)
-    summary = province.summary()
+    # The app's clock is fixed, so the API and the wall describe the same moment.
+    summary = api_summary(dash_duo)
+    assert summary["open"] == province.summary()["open"]
     dash_duo.wait_for_text_to_equal(
         '[data-kpi="open"] .kpi-value', fmt_int(summary["open"], "vi"), timeout=15
     )
@@ -298,12 +326,112 @@ def test_stale_banner_when_the_collector_has_gone_quiet(
     assert severe_errors(dash_duo) == []
 
 
-def test_kiosk_hides_navigation_and_rotates_to_the_worst_commune(
+def test_kiosk_hides_navigation_and_plays_wall_overdue_and_queue_in_turn(
     dash_duo: Any, province: Province
 ) -> None:
-    start(dash_duo, province, "/kiosk?rotate=5")
-    dash_duo.wait_for_element(f"#{ids.WALL_MAP}", timeout=15)
+    # A slow playlist first, for a screenshot of its first page with the map fully drawn.
+    start(dash_duo, province, "/kiosk?rotate=600")
+    wait_for_map(dash_duo)
     assert dash_duo.find_elements(f"#{ids.LANG_SWITCH}") == []
-    dash_duo.wait_for_text_to_equal(f"#{ids.COMMUNE_TITLE}", "Xã Thượng Lâm (02269)", timeout=20)
+    assert dash_duo.find_elements(f"#{ids.NAV}") == []
+    assert text(dash_duo, f"#{ids.KIOSK_STEP}") == "Trang 1/3"
+    screenshot(dash_duo, "kiosk_wall.png")
+
+    dash_duo.driver.get(dash_duo.server_url + "/kiosk?rotate=5")
+    dash_duo.wait_for_element(f"#{ids.WALL_MAP}", timeout=15)
+
+    # Page 2: the province's overdue dossiers, in large type.
+    wait_until(
+        dash_duo, lambda: len(texts(dash_duo, f"#{ids.OVERDUE_WALL_LIST} tbody tr")) == 3, 20
+    )
+    assert text(dash_duo, f"#{ids.KIOSK_STEP}") == "Trang 2/3"
+    assert "Hồ sơ quá hạn" in text(dash_duo, "h1")
+    assert dash_duo.find_elements(f"#{ids.WALL_MAP}") == []
+    screenshot(dash_duo, "kiosk_overdue.png")
+
+    # Page 3: the queues, worst wait first.
+    wait_until(
+        dash_duo, lambda: texts(dash_duo, f"#{ids.QUEUE_TABLE} tbody tr td:nth-child(2)"), 20
+    )
+    assert text(dash_duo, f"#{ids.KIOSK_STEP}") == "Trang 3/3"
+    assert texts(dash_duo, f"#{ids.QUEUE_TABLE} tbody tr td:nth-child(2)")[0] == "Xã Thượng Lâm"
+    assert dash_duo.find_elements(f"#{ids.QUEUE_TABLE} a") == []  # nothing to click on a kiosk
+    screenshot(dash_duo, "kiosk_queue.png")
+
+    # And round again to the wall.
+    dash_duo.wait_for_element(f"#{ids.WALL_MAP}", timeout=20)
     assert dash_duo.find_elements(".back-link") == []
+    assert severe_errors(dash_duo) == []
+
+
+def test_queue_view_puts_the_longest_wait_first(dash_duo: Any, province: Province) -> None:
+    # Twenty more centres with a shorter queue: more than the view shows.
+    others = [c.code for c in province_communes("08") if c.code != THUONG_LAM][:20]
+    for i, code in enumerate(others):
+        province.add_waiting(code, 1 + i % 3, minutes_ago=10 + i)
+    start(dash_duo, province, "/queue")
+    summary = api_summary(dash_duo)
+    dash_duo.wait_for_text_to_equal(
+        '[data-kpi="queue_waiting"] .kpi-value', fmt_int(summary["queue_waiting"], "vi"), 15
+    )
+    assert summary["queue_waiting"] == 4 + sum(1 + i % 3 for i in range(20))
+    assert kpi_value(dash_duo, "avg_wait") == fmt_minutes(summary["avg_wait_minutes"], "vi")
+    assert kpi_value(dash_duo, "longest_wait") == "45 phút"
+    assert kpi_value(dash_duo, "counters_open") == "1"
+    rows = texts(dash_duo, f"#{ids.QUEUE_TABLE} tbody tr")
+    assert rows[0].split("\t")[:3] == ["1", "Xã Thượng Lâm", "4"]
+    assert len(rows) == 15
+    assert "và 6 trung tâm khác" in text(dash_duo, f"#{ids.QUEUE_TABLE}")
+    fits = fits_on_screen(dash_duo)
+    assert fits["scrolls"] is False and fits["spilled"] == []
+    screenshot(dash_duo, "queue.png")
+    assert severe_errors(dash_duo) == []
+
+    # The navigation leads to the overdue view, in the same language.
+    dash_duo.find_element(f"#{ids.NAV} a[href='/wall/overdue']").click()
+    wait_until(
+        dash_duo, lambda: len(texts(dash_duo, f"#{ids.OVERDUE_WALL_LIST} tbody tr")) == 3, 15
+    )
+    # The view counts dossier rows (wall_seed writes 3 of them; its aggregates say more).
+    assert kpi_value(dash_duo, "overdue") == "3"
+    assert "lang" not in dash_duo.driver.current_url
+    screenshot(dash_duo, "overdue_wall.png")
+    assert severe_errors(dash_duo) == []
+
+
+def fits_on_screen(dash_duo: Any) -> dict[str, Any]:
+    """What would be cut off: the page scrolling, or a panel's content spilling out of it."""
+    return dash_duo.driver.execute_script(
+        """
+        const doc = document.documentElement;
+        const spilled = Array.from(document.querySelectorAll('.kpi, .panel-title, .page-header'))
+          .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.className)
+          .concat(Array.from(document.querySelectorAll('.table-body'))
+            .filter(e => e.scrollHeight > e.clientHeight + 1).map(e => 'rows cut: ' + e.id));
+        return {scrolls: doc.scrollHeight > window.innerHeight + 1
+                          || doc.scrollWidth > window.innerWidth + 1,
+                spilled: spilled,
+                rootFont: getComputedStyle(doc).fontSize,
+                kpiFont: getComputedStyle(document.querySelector('.kpi-value')).fontSize};
+        """
+    )
+
+
+def test_the_wall_fits_and_scales_from_full_hd_to_4k(dash_duo: Any, province: Province) -> None:
+    start(dash_duo, province)
+    wait_for_map(dash_duo)
+    full_hd = fits_on_screen(dash_duo)
+    assert full_hd["scrolls"] is False and full_hd["spilled"] == []
+    assert full_hd["rootFont"] == "18px"
+
+    # A 4K wall opens the page at 4K.
+    set_viewport(dash_duo.driver, 3840, 2160)
+    dash_duo.driver.refresh()
+    wait_for_map(dash_duo)
+    uhd = fits_on_screen(dash_duo)
+    assert uhd["scrolls"] is False and uhd["spilled"] == []
+    # Twice the pixels, twice the type: the same wall, as readable from the same distance.
+    assert uhd["rootFont"] == "36px"
+    assert float(uhd["kpiFont"][:-2]) == 2 * float(full_hd["kpiFont"][:-2])
+    screenshot(dash_duo, "wall_4k.png")
     assert severe_errors(dash_duo) == []

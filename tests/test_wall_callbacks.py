@@ -151,3 +151,99 @@ def test_commune_page_callback_answers_and_unknown_commune_says_so(client: Any) 
     assert "hidden" in out[ids.COMMUNE_BANNER]["className"]
     assert len(out[ids.COMMUNE_DAILY]["figure"]["data"][0]["x"]) == 30
     assert ask("99999")[ids.COMMUNE_TITLE]["children"] == "No commune 99999"
+
+
+def dash_call(
+    client: Any,
+    outputs: list[tuple[str, str]],
+    inputs: list[tuple[str, str, Any]],
+    state: list[tuple[str, str, Any]],
+) -> dict[str, Any]:
+    key = "...".join(f"{i}.{p}" for i, p in outputs)
+    body = {
+        "output": f"..{key}..",
+        "outputs": [{"id": i, "property": p} for i, p in outputs],
+        "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
+        "state": [{"id": i, "property": p, "value": v} for i, p, v in state],
+        "changedPropIds": [],
+    }
+    response = client.post("/_dash-update-component", json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    return response.get_json()["response"]
+
+
+def test_queue_view_names_the_centre_where_people_wait_longest(client: Any) -> None:
+    out = dash_call(
+        client,
+        [
+            (ids.QUEUE_TOTALS, "children"),
+            (ids.QUEUE_TABLE, "children"),
+            (ids.QUEUE_CLOCK, "children"),
+            (ids.QUEUE_DATA_AS_OF, "children"),
+            (ids.QUEUE_STALE_BANNER, "children"),
+            (ids.QUEUE_STALE_BANNER, "className"),
+        ],
+        [(ids.QUEUE_INTERVAL, "n_intervals", None)],
+        [(ids.URL, "search", ""), (ids.QUEUE_KIOSK, "data", False)],
+    )
+    table = json.dumps(out[ids.QUEUE_TABLE], ensure_ascii=False)
+    # wall_seed: four tickets still waiting at Thượng Lâm, the oldest issued 45 minutes ago.
+    assert "Xã Thượng Lâm" in table and "45 phút" in table
+    totals = json.dumps(out[ids.QUEUE_TOTALS], ensure_ascii=False)
+    assert "tại 1/124 trung tâm" in totals
+    assert "hidden" in out[ids.QUEUE_STALE_BANNER]["className"]
+
+
+def test_overdue_view_lists_the_provinces_late_dossiers(client: Any) -> None:
+    out = dash_call(
+        client,
+        [
+            (ids.OVERDUE_WALL_TOTALS, "children"),
+            (ids.OVERDUE_WALL_LIST, "children"),
+            (ids.OVERDUE_WALL_DUE_SOON, "children"),
+            (ids.OVERDUE_WALL_CLOCK, "children"),
+        ],
+        [(ids.OVERDUE_WALL_INTERVAL, "n_intervals", None)],
+        [(ids.URL, "search", "?lang=en")],
+    )
+    listed = json.dumps(out[ids.OVERDUE_WALL_LIST], ensure_ascii=False)
+    for i in range(3):
+        assert f"000.00.22.H56-251116-000{i}" in listed
+    assert "No dossiers due soon" in json.dumps(out[ids.OVERDUE_WALL_DUE_SOON])
+    assert out[ids.OVERDUE_WALL_CLOCK]["children"] == "10:00"
+
+
+def test_one_refresh_reads_each_aggregate_once_with_the_same_answers(sqlite_url: str) -> None:
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from control_center import queries
+    from control_center.runtime import calendar_from_settings
+
+    engine = make_engine(sqlite_url)
+    seed_province(engine)
+    settings = load_settings(database_url=sqlite_url)
+    calendar = calendar_from_settings(settings)
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+
+    def refresh(session: Session) -> tuple[Any, Any]:
+        return (
+            queries.province_summary(session, settings, calendar, NOW),
+            queries.commune_rows(session, settings, calendar, NOW),
+        )
+
+    with Session(engine) as session:
+        separate = refresh(session)
+        separate_count = len(statements)
+        statements.clear()
+        with queries.shared_reads(session):
+            shared = refresh(session)
+        shared_count = len(statements)
+        statements.clear()
+        refresh(session)  # after the block, every call reads again
+        assert len(statements) == separate_count
+    engine.dispose()
+
+    assert shared == separate
+    assert shared_count <= separate_count - 4  # due buckets, daily, queue, feeds: once each

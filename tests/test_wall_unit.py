@@ -13,7 +13,7 @@ import pytest
 
 from control_center.app import create_app, render_page
 from control_center.settings import CONFIG_DIR, load_settings
-from layouts import commune, kiosk, wall
+from layouts import commune, kiosk, queue, wall, wall_overdue
 from layouts.context import WallContext
 from layouts.format import fmt_datetime, fmt_int, fmt_lag, fmt_minutes, fmt_pct, trend
 from layouts.i18n import STRINGS, lang_from_search, t, with_lang
@@ -330,9 +330,101 @@ def test_kiosk_rotation_seconds_are_bounded() -> None:
     assert kiosk.rotate_seconds("?rotate=abc") == kiosk.DEFAULT_ROTATE_S
 
 
-def test_kiosk_rotates_from_the_wall_through_the_worst_communes() -> None:
-    rows = [row("1", "A", overdue=1), row("2", "B", overdue=5), row("3", "C")]
-    assert kiosk.kiosk_pages(rows) == [None, "2", "1"]
+def test_kiosk_playlist_cycles_wall_overdue_queue() -> None:
+    assert [kiosk.page_at("?rotate=30", tick)[1] for tick in range(5)] == [
+        "wall",
+        "overdue",
+        "queue",
+        "wall",
+        "overdue",
+    ]
+    assert kiosk.step_label("?rotate=30", 2, "vi") == "Trang 3/3"
+    assert kiosk.step_label("?rotate=30", 0, "en") == "Page 1 of 3"
+
+
+def test_kiosk_playlist_can_be_chosen_and_ignores_unknown_pages() -> None:
+    assert kiosk.kiosk_pages("?pages=queue,wall") == ["queue", "wall"]
+    assert kiosk.kiosk_pages("?pages=queue,nope") == ["queue"]
+    assert kiosk.kiosk_pages("?pages=nope") == ["wall", "overdue", "queue"]
+    assert kiosk.page_at("?pages=queue", 7) == (0, "queue")
+
+
+# --- queue view -----------------------------------------------------------------------------
+
+
+def test_queue_view_puts_the_longest_waits_first_and_drops_idle_centres() -> None:
+    rows = [
+        row("1", "A", queue_waiting=3, longest_wait_minutes=12.0, counters_open=2),
+        row("2", "B", queue_waiting=9, longest_wait_minutes=75.0, counters_open=1),
+        row("3", "C"),  # no queue today at all
+        row("4", "D", avg_wait_minutes=8.0, counters_open=1),  # served people, none waiting
+        row("5", "E", queue_waiting=9, longest_wait_minutes=75.0, counters_open=3),
+    ]
+    assert [r["code"] for r in queue.worst_waits(rows)] == ["2", "5", "1", "4"]
+
+
+def test_queue_totals_sum_the_centres_and_take_the_province_average() -> None:
+    rows = [
+        row("1", "A", queue_waiting=3, longest_wait_minutes=12.0, counters_open=2),
+        row("2", "B", queue_waiting=9, longest_wait_minutes=75.0, counters_open=1),
+        row("3", "C"),
+    ]
+    totals = queue.queue_totals(rows, {"avg_wait_minutes": 17.5})
+    assert totals == {
+        "waiting": 12,
+        "longest_wait_minutes": 75.0,
+        "avg_wait_minutes": 17.5,
+        "counters_open": 3,
+        "centres_waiting": 2,
+        "centres_total": 3,
+    }
+    tiles = text_of(queue.total_tiles(totals, "vi"))
+    assert "12" in tiles and "75 phút" in tiles and "tại 2/3 trung tâm" in tiles
+
+
+def test_queue_table_flags_long_waits_and_counts_what_is_not_shown() -> None:
+    rows = [
+        row(f"{i:05d}", f"Xã {i}", queue_waiting=1, longest_wait_minutes=float(90 - i))
+        for i in range(queue.QUEUE_ROWS_SHOWN + 4)
+    ]
+    table = queue.queue_table(rows, "vi", None)
+    body = table.children[0].children[1].children
+    assert len(body) == queue.QUEUE_ROWS_SHOWN
+    assert "alarm-text" in body[0].children[3].className  # 90 min: past the 60 min policy
+    assert "và 4 trung tâm khác" in text_of(table)
+    assert t("queue_none", "en") in text_of(queue.queue_table([], "en", None))
+
+
+# --- overdue view ---------------------------------------------------------------------------
+
+
+def dossier(code: str, **values: Any) -> dict[str, Any]:
+    base = {
+        "dossier_code": code,
+        "commune_code": "02269",
+        "commune_name": "Xã Thượng Lâm",
+        "procedure_code": "1.001193",
+        "procedure_name": "Đăng ký khai sinh",
+        "due_at": NOW - timedelta(days=2),
+        "working_days_overdue": 2.0,
+        "apology_issued": False,
+    }
+    return base | values
+
+
+def test_overdue_view_lists_late_dossiers_with_their_apology_and_the_rest_as_a_count() -> None:
+    items = [dossier("D1", working_days_overdue=3.5), dossier("D2", apology_issued=True)]
+    table = wall_overdue.dossier_table(items, 40, "vi", NOW, overdue=True)
+    shown = text_of(table)
+    assert "D1" in shown and "3,5" in shown and "Chưa" in shown and "Có" in shown
+    assert "và 38 hồ sơ khác" in shown
+    soon = wall_overdue.dossier_table(
+        [dossier("D3", due_at=NOW + timedelta(hours=2))], 1, "en", NOW, overdue=False
+    )
+    assert "12:00" in text_of(soon) and "more" not in text_of(soon)
+    assert t("due_soon_none", "vi") in text_of(
+        wall_overdue.dossier_table([], 0, "vi", NOW, overdue=False)
+    )
 
 
 def test_create_app_connects_to_nothing(tmp_path: Any) -> None:
@@ -357,4 +449,6 @@ def test_pages_are_routed_by_path(tmp_path: Any) -> None:
     assert '"data": ["overdue", "vi"]' in layout
     assert "commune-page" in render_page(context, "/commune/02269", "?lang=en").className
     assert "kiosk-root" in render_page(context, "/kiosk", "?rotate=30").className
+    assert "queue-page" in render_page(context, "/queue", None).className
+    assert "overdue-page" in render_page(context, "/wall/overdue", "?lang=en").className
     assert "not-found" in render_page(context, "/nope", None).className

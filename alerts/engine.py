@@ -10,8 +10,13 @@ transaction; delivery (:mod:`alerts.outbox`) happens afterwards and at least onc
 
 Flood control: on MQTT every alert is its own message (the CONTRACT.md payload, which centres
 acknowledge by ``alert_id``), at most ``delivery.mqtt_per_topic_per_cycle`` per topic per
-delivery pass; the rest follow in the next passes. Webhook and e-mail get one digest per
-commune, level and cycle listing that cycle's new alerts.
+delivery pass; the rest follow in the next passes. When one commune has more new level-3
+alerts in a cycle than ``delivery.province_digest_after``, the province desk gets one digest
+for it and the alerts themselves go to the commune's topic. Webhook and e-mail get one digest
+per commune, level and cycle listing that cycle's new alerts.
+
+Between cycles, :func:`evaluate_crossings` raises what crossed a threshold in the last second,
+so the delay to the commune does not depend on how long a full cycle takes.
 """
 
 from __future__ import annotations
@@ -21,13 +26,13 @@ import queue
 import threading
 import time as _time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, time, timedelta
+from typing import Any, NamedTuple
 
-from sqlalchemy import Select, func, select, true
+from sqlalchemy import Select, func, insert, select, true
 from sqlalchemy.orm import Session
 
 from alerts.acks import handle_ack_message
@@ -41,25 +46,30 @@ from alerts.outbox import (
     deliver_outbox,
 )
 from alerts.policy import (
+    ACKNOWLEDGED,
     ACTIVE_STATES,
+    LEVEL_PROVINCE,
     MAX_LEVEL,
     OPEN,
     RESOLVED,
     CommuneBacklog,
     Decision,
     DossierFacts,
+    DossierHit,
+    DueClock,
     FeedFacts,
     Policy,
     QueueFacts,
     at_risk_decision,
     completion_rate,
-    dossier_decisions,
+    dossier_hits,
     escalation_message,
     feed_decision,
     load_policy,
     overdue_jump_decision,
     queue_decision,
     should_escalate,
+    stamped_cause_key,
 )
 from control_center.db import insert_for, insert_ignore
 from control_center.domain.calendar import LOCAL_TZ, WorkingCalendar
@@ -116,75 +126,292 @@ def evaluate(
     policy = policy or load_policy(settings.policy_file)
     result = CycleResult(now=now)
 
-    decisions, examined = _dossier_decisions(session, calendar, now, policy)
-    result.dossiers_examined = examined
-    decisions += _commune_decisions(session, calendar, now, policy)
-    wanted: dict[str, Decision] = {}
-    for d in decisions:
-        wanted.setdefault(d.cause_key, d)
+    # Active alerts as plain (cause, level, state) rows: at provincial scale there are hundreds
+    # of thousands, and only the few that change this cycle are loaded as objects.
+    active = session.execute(
+        select(Alert.cause_key, Alert.level, Alert.state).where(Alert.state.in_(ACTIVE_STATES))
+    ).all()
+    active_keys = {(key, level) for key, level, _state in active}
 
-    active = list(session.scalars(select(Alert).where(Alert.state.in_(ACTIVE_STATES))))
-    active_keys = {(a.cause_key, a.level) for a in active}
+    # What should exist (``wanted``) and what to raise (``fresh``: each new cause once, its
+    # message written chunk by chunk below), streamed from the due dossiers.
+    wanted: set[str] = set()
+    fresh: dict[str, _DueHit | Decision] = {}
+    for hit in _dossier_hits(session, calendar, now, policy, result):
+        wanted.add(hit.cause_key)
+        if (hit.cause_key, hit.level) not in active_keys:
+            fresh.setdefault(hit.cause_key, hit)
+    for d in _commune_decisions(session, calendar, now, policy):
+        wanted.add(d.cause_key)
+        if (d.cause_key, d.level) not in active_keys:
+            fresh.setdefault(d.cause_key, d)
 
-    new_alerts = _raise(
-        session,
-        [d for d in wanted.values() if (d.cause_key, d.level) not in active_keys],
-        now,
-    )
-    result.raised = [a.alert_id for a in new_alerts]
-
-    resolved: list[Alert] = []
-    for alert in active:
-        if alert.cause_key not in wanted:
-            alert.state = RESOLVED
-            alert.resolved_at = now
-            resolved.append(alert)
+    gone = sorted({key for key, _level, _state in active if key not in wanted})
+    resolved = _active_alerts(session, gone)
+    for alert in resolved:
+        alert.state = RESOLVED
+        alert.resolved_at = now
     result.resolved = [a.alert_id for a in resolved]
 
-    escalated = _escalate(session, [a for a in active if a.state == OPEN], now, calendar, policy)
+    # An acknowledgement at any level stops the cause's escalation: someone is on it, even if
+    # the centre acknowledged only after its alert had already gone up to the leadership.
+    seen = {key for key, _level, state in active if state == ACKNOWLEDGED}
+    due = _escalation_candidates(session, calendar, now, policy)
+    candidates = sorted({key for key, _level in due if key in wanted and key not in seen})
+    escalated = _escalate(
+        session,
+        [a for a in _active_alerts(session, candidates) if (a.cause_key, a.level) in due],
+        now,
+        calendar,
+        policy,
+    )
     result.escalated = [a.alert_id for a in escalated]
 
-    result.outbox_written = _write_outbox(
-        session, settings, policy, new_alerts + escalated, resolved, now
+    province_level = Counter(
+        x.commune_code
+        for x in (*fresh.values(), *escalated)
+        if x.level >= LEVEL_PROVINCE and x.commune_code
     )
+    cap = policy.delivery.province_digest_after
+    notes = _Notifications(
+        session, settings, policy, now, {c for c, n in province_level.items() if n > cap}
+    )
+    notes.resolved(resolved)
+    notes.announce(escalated)
+    for chunk in _chunks(list(fresh.values()), RAISE_CHUNK):
+        decisions = [x.decision(calendar) if isinstance(x, _DueHit) else x for x in chunk]
+        raised = _raise(session, decisions, now)
+        result.raised += [a.alert_id for a in raised]
+        notes.announce(raised)
+        notes.flush()
+        for alert in raised:  # announced: nothing keeps them in memory any more
+            session.expunge(alert)
+    result.outbox_written = notes.finish()
     session.flush()
     return result
 
 
-def due_dossiers_query(horizon: datetime) -> Select[*tuple[Any, ...]]:
-    """Open dossiers due at or before ``horizon``: a range scan of ``ix_dossiers_open_due``."""
-    # ``is_open = true`` (not IS TRUE) so SQLite's planner matches the partial index predicate.
-    return select(
+CROSSING_CHECK_S = 1.0  # between cycles, how often the engine looks for crossed thresholds
+
+
+def evaluate_crossings(
+    session: Session,
+    settings: Settings,
+    calendar: WorkingCalendar,
+    since: datetime,
+    now: datetime,
+    policy: Policy | None = None,
+) -> CycleResult:
+    """Raise the dossier alerts whose threshold was crossed in ``(since, now]``; caller commits.
+
+    Between two full cycles (:func:`evaluate`, every ``CC_ALERTS_INTERVAL_S``) the process
+    runs this every second, so a warning reaches its commune within about a second of its
+    moment however long a full cycle over a big backlog takes. Each rule's threshold maps the
+    interval onto a narrow range of due dates (one range scan each); the exact rule decides on
+    those few dossiers, and ``ON CONFLICT DO NOTHING`` skips what is already raised. It only
+    raises: resolution, escalation, commune rules and share thresholds (``N%``) wait for the
+    full cycle.
+    """
+    policy = policy or load_policy(settings.policy_file)
+    result = CycleResult(now=now)
+    if now <= since:
+        return result
+    rows: dict[str, Any] = {}
+    for low, high in crossing_windows(calendar, since, now, policy):
+        query = due_dossiers_query(high, with_processing_time=False).where(Dossier.due_at > low)
+        for r in session.execute(query):
+            rows[r.dossier_code] = r
+    result.dossiers_examined = len(rows)
+    clock = DueClock(now, calendar)
+    decisions = [
+        hit.decision(calendar)
+        for r in rows.values()
+        for hit in dossier_hits(_facts(r), clock, policy)
+        if not hit.rule.uses_share
+    ]
+    raised = _raise(session, decisions, now)
+    result.raised = [a.alert_id for a in raised]
+    if raised:
+        province_level = Counter(
+            a.commune_code for a in raised if a.level >= LEVEL_PROVINCE and a.commune_code
+        )
+        cap = policy.delivery.province_digest_after
+        notes = _Notifications(
+            session, settings, policy, now, {c for c, n in province_level.items() if n > cap}
+        )
+        notes.announce(raised)
+        result.outbox_written = notes.finish()
+    return result
+
+
+def crossing_windows(
+    calendar: WorkingCalendar, since: datetime, now: datetime, policy: Policy
+) -> list[tuple[datetime, datetime]]:
+    """Per dossier rule, the due dates ``(low, high]`` whose threshold fell in ``(since, now]``.
+
+    A little wide on purpose (a minute before, one working second after, so that a threshold
+    landing on the end of a working day also takes the dossiers due at the next day's start):
+    the exact rule decides, the unique key removes repeats.
+    """
+    margin = timedelta(minutes=1)
+    out: list[tuple[datetime, datetime]] = []
+    for rule in policy.dossier_rules:
+        if not rule.enabled or rule.uses_share:
+            continue
+        if rule.before_due is not None:
+            ahead = rule.before_due.seconds(calendar)
+            if rule.at_most is not None:
+                ahead = min(ahead, rule.at_most.seconds(calendar))
+            low = calendar.add_working_seconds(since, ahead) - margin
+            out.append((low, calendar.add_working_seconds(now, ahead + 1)))
+        elif rule.after_due is not None:
+            late = rule.after_due.seconds(calendar)
+            if late <= 0:
+                out.append((since - margin, now))
+            else:
+                low = calendar.add_working_seconds(since, -late) - margin
+                out.append((low, calendar.add_working_seconds(now, -late) + margin))
+        elif local_day(since) != local_day(now):  # on the due day: from local midnight
+            midnight = datetime.combine(local_day(now), time(0), tzinfo=LOCAL_TZ)
+            out.append((midnight - margin, midnight + timedelta(days=1)))
+    return out
+
+
+def due_dossiers_query(
+    horizon: datetime, *, with_processing_time: bool = True
+) -> Select[*tuple[Any, ...]]:
+    """Open dossiers due at or before ``horizon``: a range scan of ``ix_dossiers_open_due``.
+
+    Only what the rules need: whether an apology slip exists (not when), and the legal
+    processing time's ends only for a policy with share thresholds.
+    """
+    columns: list[Any] = [
         Dossier.dossier_code,
         Dossier.commune_code,
         Dossier.due_at,
         Dossier.is_paused,
         Dossier.procedure_name,
-        Dossier.apology_issued_at,
-        Dossier.clock_start_at,
-        Dossier.original_due_at,
-    ).where(Dossier.is_open == true(), Dossier.due_at <= horizon)
+        Dossier.apology_issued_at.is_not(None).label("has_apology"),
+    ]
+    if with_processing_time:
+        columns += [Dossier.clock_start_at, Dossier.original_due_at]
+    # ``is_open = true`` (not IS TRUE) so SQLite's planner matches the partial index predicate.
+    return select(*columns).where(Dossier.is_open == true(), Dossier.due_at <= horizon)
 
 
-def _dossier_decisions(
-    session: Session, calendar: WorkingCalendar, now: datetime, policy: Policy
-) -> tuple[list[Decision], int]:
-    horizon = calendar.add_working_seconds(now, policy.lookahead_seconds(calendar))
-    rows = session.execute(due_dossiers_query(horizon)).all()
-    out: list[Decision] = []
-    for r in rows:
-        facts = DossierFacts(
-            dossier_code=r.dossier_code,
-            commune_code=r.commune_code,
-            due_at=r.due_at,
-            is_paused=bool(r.is_paused),
-            procedure_name=r.procedure_name,
-            apology_issued_at=r.apology_issued_at,
-            clock_start_at=r.clock_start_at,
-            original_due_at=r.original_due_at,
+class _DueHit(NamedTuple):
+    """A rule that applies to a due dossier; the Decision (and its message) only when new.
+
+    A tuple, not a dataclass: a big backlog makes a hundred thousand of these per cycle.
+    """
+
+    cause_key: str
+    level: int
+    rule: Any
+    seconds: float
+    row: Any
+
+    @property
+    def commune_code(self) -> str:
+        return str(self.row.commune_code)
+
+    def decision(self, calendar: WorkingCalendar) -> Decision:
+        return DossierHit(self.rule, _facts(self.row), self.seconds, self.cause_key).decision(
+            calendar
         )
-        out.extend(dossier_decisions(facts, now, calendar, policy))
-    return out, len(rows)
+
+
+def _facts(r: Any) -> DossierFacts:
+    return DossierFacts(
+        dossier_code=r.dossier_code,
+        commune_code=r.commune_code,
+        due_at=r.due_at,
+        is_paused=bool(r.is_paused),
+        procedure_name=r.procedure_name,
+        has_apology=bool(r.has_apology),
+        clock_start_at=getattr(r, "clock_start_at", None),
+        original_due_at=getattr(r, "original_due_at", None),
+    )
+
+
+def _dossier_hits(
+    session: Session,
+    calendar: WorkingCalendar,
+    now: datetime,
+    policy: Policy,
+    result: CycleResult,
+) -> Iterator[_DueHit]:
+    """The dossier rules that apply now, streamed from the open dossiers due before the horizon.
+
+    Without share thresholds the rules that apply depend only on the due date, the pause and
+    whether an apology slip exists, so they are decided once per such combination (a few
+    dozen), not once per dossier: a backlog of a million costs a loop, not a million decisions.
+    """
+    horizon = calendar.add_working_seconds(now, policy.lookahead_seconds(calendar))
+    shares = any(rule.enabled and rule.uses_share for rule in policy.dossier_rules)
+    clock = DueClock(now, calendar)
+    same: dict[tuple[Any, bool, bool], list[tuple[Any, int, float, str]]] = {}
+    query = due_dossiers_query(horizon, with_processing_time=shares)
+    for r in session.execute(query.execution_options(yield_per=10_000)):
+        result.dossiers_examined += 1
+        if shares:
+            for h in dossier_hits(_facts(r), clock, policy):
+                yield _DueHit(h.cause_key, h.rule.level, h.rule, h.seconds, r)
+            continue
+        code, commune, due, paused, _name, apology = r[:6]
+        signature = (due, apology, paused)
+        applies = same.get(signature)
+        if applies is None:
+            applies = same[signature] = [
+                (h.rule, h.rule.level, h.seconds, clock.stamp(due))
+                for h in dossier_hits(_facts(r), clock, policy)
+            ]
+        for rule, level, seconds, stamp in applies:
+            yield _DueHit(
+                stamped_cause_key(code, rule.kind, stamp, commune), level, rule, seconds, r
+            )
+
+
+def _escalation_candidates(
+    session: Session, calendar: WorkingCalendar, now: datetime, policy: Policy
+) -> set[tuple[str, int]]:
+    """(cause, level) of open alerts old enough to be escalated now, by index range scans.
+
+    One calendar computation per level gives the latest ``raised_at`` that may be due; the
+    exact test, :func:`should_escalate`, then runs on the few alerts found.
+    """
+    out: set[tuple[str, int]] = set()
+    for level in range(1, MAX_LEVEL):
+        after = policy.level(level).escalate_after
+        if after is None:
+            continue
+        seconds = after.seconds(calendar)
+        cutoff = (
+            _working_before(calendar, now, seconds)
+            if after.working
+            else now - timedelta(seconds=seconds)
+        )
+        rows = session.execute(
+            select(Alert.cause_key, Alert.level).where(
+                Alert.state == OPEN,
+                Alert.raised_at <= cutoff + timedelta(seconds=1),  # the bisection's rounding
+                Alert.escalated_at.is_(None),
+                Alert.level == level,
+            )
+        )
+        out.update((key, lvl) for key, lvl in rows)
+    return out
+
+
+def _active_alerts(session: Session, cause_keys: list[str]) -> list[Alert]:
+    """The open or acknowledged alerts of these causes, any level (unique index on the key)."""
+    return [
+        alert
+        for chunk in _chunks(cause_keys)
+        for alert in session.scalars(
+            select(Alert).where(Alert.cause_key.in_(chunk), Alert.state.in_(ACTIVE_STATES))
+        )
+    ]
 
 
 def _commune_decisions(
@@ -452,106 +679,213 @@ def _escalate(
     return _insert_alerts(session, rows) if rows else []
 
 
-def _write_outbox(
-    session: Session,
-    settings: Settings,
-    policy: Policy,
-    new_alerts: list[Alert],
-    resolved: list[Alert],
-    now: datetime,
-) -> int:
-    rows: list[OutboxMessage] = []
-    digests: dict[tuple[str, str, int], list[Alert]] = defaultdict(list)
-    for alert in new_alerts:
-        level = policy.level(alert.level)
-        not_before = level.quiet_until(now) or now
-        for channel in level.channels:
-            if channel == MQTT:
-                rows.append(
-                    OutboxMessage(
-                        alert_id=alert.alert_id,
-                        channel=MQTT,
-                        target=alert_topic(settings.province, alert.level, alert.commune_code),
-                        payload=alert_payload(alert),
-                        created_at=now,
-                        next_attempt_at=not_before,
-                    )
-                )
-            elif channel == WEBHOOK and settings.alerts_webhook_url:
-                digests[(WEBHOOK, alert.commune_code or "", alert.level)].append(alert)
-            elif channel == EMAIL and settings.smtp_url and level.email_to:
-                digests[(EMAIL, alert.commune_code or "", alert.level)].append(alert)
-    for (digest_channel, commune_code, level_no), alerts in sorted(digests.items()):
-        level = policy.level(level_no)
-        payload = _digest(settings, commune_code, level_no, alerts, now)
-        target = (
-            settings.alerts_webhook_url or ""
-            if digest_channel == WEBHOOK
-            else ", ".join(level.email_to)
-        )
-        rows.append(
-            OutboxMessage(
-                alert_id=None,
-                channel=digest_channel,
-                target=target,
-                payload=payload,
-                created_at=now,
-                next_attempt_at=level.quiet_until(now) or now,
+RAISE_CHUNK = 2000  # alerts raised, announced and let go of at a time: memory stays bounded
+DIGEST_MAX_IDS = 200  # keeps a digest far below the contract's 64 KiB per message
+
+
+@dataclass
+class _DigestPart:
+    """One digest being gathered over a cycle: the count, and only the first alerts in full."""
+
+    count: int = 0
+    kinds: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, alert: Alert) -> None:
+        self.count += 1
+        self.kinds[alert.kind] += 1
+        if len(self.alerts) < DIGEST_MAX_IDS:
+            self.alerts.append(alert_payload(alert))
+
+
+class _Notifications:
+    """The cycle's outbox rows, written as alerts are raised, chunk by chunk.
+
+    Per-alert MQTT messages are written at once; digests (webhook and e-mail per commune,
+    level and cycle; the province desk's per commune) are gathered and written at the end.
+    ``digest_communes``: communes with more new level-3 alerts this cycle than
+    ``delivery.province_digest_after`` (see :meth:`announce`).
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        settings: Settings,
+        policy: Policy,
+        now: datetime,
+        digest_communes: set[str],
+    ) -> None:
+        self.session, self.settings, self.policy, self.now = session, settings, policy, now
+        self.digest_communes = digest_communes
+        self.rows: list[dict[str, Any]] = []
+        self.written = 0
+        self.digests: dict[tuple[str, str, int], _DigestPart] = defaultdict(_DigestPart)
+        self.province_desk: dict[str, _DigestPart] = defaultdict(_DigestPart)
+
+    def announce(self, alerts: Iterable[Alert]) -> None:
+        """Province-level alerts go to the province topic one by one, unless their commune has
+        more than ``province_digest_after`` this cycle (a first start on a big backlog, a
+        centre back from days offline): then the province desk gets one ``alert_digest`` for
+        the commune, and each alert's own payload goes to the commune's topic, where the
+        centre can act on it and acknowledge it by ``alert_id``. The wall, the alerts page and
+        the API list every alert."""
+        province = self.settings.province
+        for alert in alerts:
+            level = self.policy.level(alert.level)
+            not_before = level.quiet_until(self.now) or self.now
+            commune = alert.commune_code or ""
+            for channel in level.channels:
+                if channel == MQTT:
+                    if alert.level >= LEVEL_PROVINCE and commune in self.digest_communes:
+                        self.province_desk[commune].add(alert)
+                        topic = alert_topic(province, 1, commune)
+                    else:
+                        topic = alert_topic(province, alert.level, alert.commune_code)
+                    self.rows.append(_mqtt_row(alert, topic, self.now, not_before))
+                elif channel == WEBHOOK and self.settings.alerts_webhook_url:
+                    self.digests[(WEBHOOK, commune, alert.level)].add(alert)
+                elif channel == EMAIL and self.settings.smtp_url and level.email_to:
+                    self.digests[(EMAIL, commune, alert.level)].add(alert)
+
+    def resolved(self, alerts: list[Alert]) -> None:
+        heard = _withdraw_unsent(self.session, alerts)
+        if self.policy.delivery.announce_resolution:
+            # Centres clear the alert from their screens, on the topics that heard it open (a
+            # digested province alert was heard on its commune's topic); no webhook/e-mail
+            # for good news.
+            for alert in alerts:
+                for topic in sorted(heard.get(alert.alert_id, ())):
+                    self.rows.append(_mqtt_row(alert, topic, self.now, self.now))
+
+    def flush(self) -> None:
+        self.session.flush()  # withdrawn rows and alert changes go first
+        for chunk in _chunks(self.rows):
+            # Core executemany: a first start writes tens of thousands of rows.
+            self.session.execute(insert(OutboxMessage), chunk)
+        self.written += len(self.rows)
+        self.rows = []
+
+    def finish(self) -> int:
+        settings, now = self.settings, self.now
+        for (channel, commune, level_no), part in sorted(self.digests.items()):
+            level = self.policy.level(level_no)
+            target = (
+                settings.alerts_webhook_url or ""
+                if channel == WEBHOOK
+                else ", ".join(level.email_to)
             )
-        )
-    unheard = _withdraw_unsent(session, resolved)
-    if policy.delivery.announce_resolution:
-        # Centres clear the alert from their screens; no webhook/e-mail for good news.
-        for alert in resolved:
-            if alert.alert_id not in unheard and MQTT in policy.level(alert.level).channels:
-                rows.append(
-                    OutboxMessage(
-                        alert_id=alert.alert_id,
-                        channel=MQTT,
-                        target=alert_topic(settings.province, alert.level, alert.commune_code),
-                        payload=alert_payload(alert),
-                        created_at=now,
-                        next_attempt_at=now,
-                    )
+            payload = _digest(settings, commune, level_no, part, now)
+            self.rows.append(
+                _outbox_row(None, channel, target, payload, now, level.quiet_until(now) or now)
+            )
+        if self.province_desk:
+            not_before = self.policy.level(LEVEL_PROVINCE).quiet_until(now) or now
+            topic = alert_topic(settings.province, LEVEL_PROVINCE, None)
+            names = _CommuneNames(self.session)
+            for commune, part in sorted(self.province_desk.items()):
+                payload = province_digest(
+                    settings.province,
+                    commune,
+                    names.get(commune),
+                    part,
+                    alert_topic(settings.province, 1, commune),
+                    now,
                 )
-    session.add_all(rows)
-    return len(rows)
+                self.rows.append(_outbox_row(None, MQTT, topic, payload, now, not_before))
+        self.flush()
+        return self.written
 
 
-def _withdraw_unsent(session: Session, resolved: list[Alert]) -> set[uuid.UUID]:
+def _outbox_row(
+    alert_id: uuid.UUID | None,
+    channel: str,
+    target: str,
+    payload: dict[str, Any],
+    now: datetime,
+    not_before: datetime,
+) -> dict[str, Any]:
+    return {
+        "alert_id": alert_id,
+        "channel": channel,
+        "target": target,
+        "payload": payload,
+        "created_at": now,
+        "attempts": 0,
+        "next_attempt_at": not_before,
+    }
+
+
+def _mqtt_row(alert: Alert, topic: str, now: datetime, not_before: datetime) -> dict[str, Any]:
+    return _outbox_row(alert.alert_id, MQTT, topic, alert_payload(alert), now, not_before)
+
+
+def province_digest(
+    province: str,
+    commune_code: str,
+    commune_name: str | None,
+    part: _DigestPart,
+    alerts_topic: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """The province desk's summary of one commune's new level-3 alerts in one cycle."""
+    where = commune_name or commune_code
+    by_kind = ", ".join(f"{kind}: {n}" for kind, n in sorted(part.kinds.items()))
+    return {
+        "type": "alert_digest",
+        "digest_id": str(uuid.uuid4()),
+        "province_code": province,
+        "commune_code": commune_code,
+        "level": LEVEL_PROVINCE,
+        "generated_at": now.astimezone(LOCAL_TZ).isoformat(timespec="seconds"),
+        "count": part.count,
+        "kinds": dict(sorted(part.kinds.items())),
+        "alert_ids": [a["alert_id"] for a in part.alerts],
+        "dossier_codes": [a["dossier_code"] for a in part.alerts if a["dossier_code"]],
+        "truncated": part.count > len(part.alerts),
+        "alerts_topic": alerts_topic,
+        "message": (
+            f"{where}: {part.count} cảnh báo cấp tỉnh mới ({by_kind}). Từng cảnh báo được gửi "
+            f"tới {alerts_topic} và xem trên trang Cảnh báo."
+        ),
+    }
+
+
+def _withdraw_unsent(session: Session, resolved: list[Alert]) -> dict[uuid.UUID, set[str]]:
     """Drop notifications of alerts resolved before they went out (quiet hours, broker down).
 
     Otherwise a centre would hear "resolved" now and "open" when the held message is finally
-    sent. Returns the alerts nobody was told about, whose resolution is not announced either.
+    sent. Returns, per alert, the MQTT topics that were told it is open: only those hear that
+    it is resolved, and an alert nobody was told about is not announced either.
     """
-    if not resolved:
-        return set()
+    heard: dict[uuid.UUID, set[str]] = defaultdict(set)
     ids = [a.alert_id for a in resolved]
-    sent: set[uuid.UUID | None] = set()
     for chunk in _chunks(ids):
         for row in session.scalars(select(OutboxMessage).where(OutboxMessage.alert_id.in_(chunk))):
             if row.sent_at is None:
                 session.delete(row)
-            else:
-                sent.add(row.alert_id)
-    return {a for a in ids if a not in sent}
+            elif row.channel == MQTT and row.alert_id is not None:
+                heard[row.alert_id].add(row.target)
+    return heard
 
 
 def _digest(
-    settings: Settings, commune_code: str, level: int, alerts: list[Alert], now: datetime
+    settings: Settings, commune_code: str, level: int, part: _DigestPart, now: datetime
 ) -> dict[str, Any]:
-    items = [alert_payload(a) for a in alerts]
+    """Webhook / e-mail digest: every new alert counted, the first 200 in full."""
     where = commune_code or settings.province
-    lines = [f"- [{a.kind}] {a.message}" for a in alerts]
+    lines = [f"- [{a['kind']}] {a['message']}" for a in part.alerts]
+    if part.count > len(part.alerts):
+        lines.append(f"... và {part.count - len(part.alerts)} cảnh báo khác (xem trang Cảnh báo).")
     return {
         "type": "alert_digest",
         "province_code": settings.province,
         "commune_code": commune_code or None,
         "level": level,
         "generated_at": now.astimezone(LOCAL_TZ).isoformat(timespec="seconds"),
-        "count": len(items),
-        "alerts": items,
-        "subject": f"[Cảnh báo cấp {level}] {where}: {len(items)} cảnh báo mới",
+        "count": part.count,
+        "alerts": part.alerts,
+        "truncated": part.count > len(part.alerts),
+        "subject": f"[Cảnh báo cấp {level}] {where}: {part.count} cảnh báo mới",
         "text": "\n".join(lines),
     }
 
@@ -596,14 +930,41 @@ def run(
     webhook, email = webhook_from_settings(settings), email_from_settings(settings)
     mqtt.start()
     log.info("alert engine started: %s", settings.redacted().get("mqtt_url"))
-    next_cycle = 0.0
+    next_cycle = next_check = 0.0
+    checked: datetime | None = None  # up to when thresholds have been looked at
     try:
         while not stop.is_set():
             _drain_acks(mqtt, factory, settings, clock)
             if _time.monotonic() >= next_cycle:
                 next_cycle = _time.monotonic() + settings.alerts_interval_s
-                _cycle(
-                    factory, transaction, settings, calendar, policy, clock, mqtt, webhook, email
+                next_check = _time.monotonic() + CROSSING_CHECK_S
+                checked = (
+                    _cycle(
+                        factory,
+                        transaction,
+                        settings,
+                        calendar,
+                        policy,
+                        clock,
+                        mqtt,
+                        webhook,
+                        email,
+                    )
+                    or checked
+                )
+            elif checked is not None and _time.monotonic() >= next_check:
+                next_check = _time.monotonic() + CROSSING_CHECK_S
+                checked = _crossings(
+                    factory,
+                    transaction,
+                    settings,
+                    calendar,
+                    policy,
+                    clock,
+                    checked,
+                    mqtt,
+                    webhook,
+                    email,
                 )
             stop.wait(min(0.25, settings.alerts_interval_s))
     finally:
@@ -622,12 +983,15 @@ def _cycle(
     mqtt: Any,
     webhook: Any,
     email: Any,
-) -> None:
+) -> datetime | None:
+    """One full cycle; the instant it evaluated, None when it failed."""
     info: dict[str, Any] = {}
+    evaluated: datetime | None = None
     try:
         now = clock()
         with transaction(factory) as session:
             result = evaluate(session, settings, calendar, now, policy)
+        evaluated = now
         info.update(result.summary())
         if result.raised or result.escalated or result.resolved:
             log.info("alerts cycle: %s", result.summary())
@@ -644,6 +1008,33 @@ def _cycle(
             write_heartbeat(session, clock(), info)
     except Exception:
         log.exception("alerts heartbeat failed")
+    return evaluated
+
+
+def _crossings(
+    factory: Any,
+    transaction: Any,
+    settings: Settings,
+    calendar: WorkingCalendar,
+    policy: Policy,
+    clock: Callable[[], datetime],
+    since: datetime,
+    mqtt: Any,
+    webhook: Any,
+    email: Any,
+) -> datetime:
+    """Raise and send what crossed a threshold since ``since``; up to when it looked."""
+    try:
+        now = clock()
+        with transaction(factory) as session:
+            result = evaluate_crossings(session, settings, calendar, since, now, policy)
+        if result.raised:
+            log.info("alerts crossing: %d raised", len(result.raised))
+            _deliver(factory, transaction, policy, clock(), mqtt, webhook, email)
+        return now
+    except Exception:
+        log.exception("alerts crossing check failed")  # the next full cycle catches up
+        return since
 
 
 def _deliver(

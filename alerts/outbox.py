@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from alerts.policy import LOCAL_TZ, DeliveryPolicy
@@ -90,13 +90,40 @@ def backoff_seconds(attempts: int, policy: DeliveryPolicy) -> float:
     return min(policy.retry_initial_s * (2 ** max(attempts - 1, 0)), policy.retry_max_s)
 
 
-def pending(session: Session, now: datetime, limit: int = 1000) -> list[OutboxMessage]:
+def pending(
+    session: Session, now: datetime, limit: int = 1000, per_target: int | None = None
+) -> list[OutboxMessage]:
+    """Due rows, oldest first; with ``per_target`` at most that many per topic/URL/address.
+
+    Taking the cap in the query (a window over the pending rows) rather than skipping rows
+    afterwards matters after a first start on a big backlog: otherwise the oldest ``limit``
+    rows, all of one commune, would fill every pass and the other 123 topics would wait.
+    """
+    due = (OutboxMessage.sent_at.is_(None), OutboxMessage.next_attempt_at <= now)
+    if per_target is None:
+        ids = select(OutboxMessage.id).where(*due).order_by(OutboxMessage.id).limit(limit)
+    else:
+        ranked = (
+            select(
+                OutboxMessage.id,
+                func.row_number()
+                .over(partition_by=OutboxMessage.target, order_by=OutboxMessage.id)
+                .label("rank"),
+            )
+            .where(*due)
+            .subquery()
+        )
+        ids = (
+            select(ranked.c.id)
+            .where(ranked.c.rank <= per_target)
+            .order_by(ranked.c.id)
+            .limit(limit)
+        )
     return list(
         session.scalars(
             select(OutboxMessage)
-            .where(OutboxMessage.sent_at.is_(None), OutboxMessage.next_attempt_at <= now)
+            .where(OutboxMessage.id.in_(ids.scalar_subquery()))
             .order_by(OutboxMessage.id)
-            .limit(limit)
         )
     )
 
@@ -115,7 +142,7 @@ def deliver_outbox(
     import json
 
     result = DeliveryResult()
-    rows = pending(session, now, limit)
+    rows = pending(session, now, limit, per_target=policy.mqtt_per_topic_per_cycle)
     per_topic: Counter[str] = Counter()
     mqtt_rows: list[OutboxMessage] = []
     for row in rows:

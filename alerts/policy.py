@@ -11,6 +11,7 @@ time, for queues) or ``25%`` (share of the dossier's legal processing time).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -173,6 +174,11 @@ class DossierRule(BaseModel):
     only_without_apology: bool = False
     enabled: bool = True
 
+    @functools.cached_property
+    def uses_share(self) -> bool:
+        """Whether the rule needs the dossier's legal processing time."""
+        return any(d is not None and d.is_share for d in (self.before_due, self.after_due))
+
     @model_validator(mode="after")
     def _one_trigger(self) -> DossierRule:
         given = sum([self.before_due is not None, self.on_due_day, self.after_due is not None])
@@ -239,6 +245,9 @@ class DeliveryPolicy(BaseModel):
 
     # A commune's topic gets at most this many messages per cycle; the rest wait a cycle.
     mqtt_per_topic_per_cycle: int = Field(default=50, ge=1)
+    # More new province-level alerts than this about one commune in one cycle: the province
+    # topic gets one digest for the commune, the alerts themselves go to the commune's topic.
+    province_digest_after: int = Field(default=3, ge=0)
     publish_timeout_s: float = Field(default=5.0, gt=0)
     retry_initial_s: float = Field(default=2.0, gt=0)
     retry_max_s: float = Field(default=300.0, gt=0)
@@ -336,12 +345,109 @@ class DossierFacts:
     apology_issued_at: datetime | None = None
     clock_start_at: datetime | None = None
     original_due_at: datetime | None = None
+    # Set when only whether an apology slip exists is known (the engine reads no more).
+    has_apology: bool | None = None
+
+    @property
+    def apology_issued(self) -> bool:
+        if self.has_apology is not None:
+            return self.has_apology
+        return self.apology_issued_at is not None
 
 
-def dossier_cause_key(dossier_code: str, kind: str, due_at: datetime) -> str:
+def dossier_cause_key(dossier_code: str, kind: str, due_at: datetime, commune_code: str) -> str:
     # The due minute is part of the cause: an extension or a new appointment is a new episode,
-    # so the old alert resolves and the new deadline is watched afresh.
-    return f"dossier:{dossier_code}:{kind}:{due_at.astimezone(LOCAL_TZ):%Y%m%d%H%M}"
+    # so the old alert resolves and the new deadline is watched afresh. So is the handling
+    # commune: a dossier transferred to another commune resolves the first commune's alerts
+    # and the new handler is warned on its own topic.
+    return stamped_cause_key(dossier_code, kind, _due_stamp(due_at), commune_code)
+
+
+def stamped_cause_key(dossier_code: str, kind: str, due_stamp: str, commune_code: str) -> str:
+    """:func:`dossier_cause_key` with the due minute already written (``DueClock.stamp``)."""
+    return f"dossier:{dossier_code}:{kind}:{due_stamp}:{commune_code}"
+
+
+def _due_stamp(due_at: datetime) -> str:
+    return f"{due_at.astimezone(LOCAL_TZ):%Y%m%d%H%M}"
+
+
+class DueClock:
+    """Working time between one ``now`` and due dates, worked out once per distinct due date.
+
+    Thousands of dossiers share a due minute (most are due at the end of a working day), so an
+    evaluation cycle over a big backlog does a handful of calendar computations, not one per
+    dossier.
+    """
+
+    def __init__(self, now: datetime, calendar: WorkingCalendar) -> None:
+        self.now = now
+        self.calendar = calendar
+        self.local_day = _local_date(now)
+        self._seconds: dict[datetime, float] = {}
+        self._stamps: dict[datetime, str] = {}
+        self._days: dict[datetime, date] = {}
+
+    def seconds(self, due: datetime) -> float:
+        """Working seconds late (``now >= due``) or remaining (before the due date)."""
+        value = self._seconds.get(due)
+        if value is None:
+            if self.now >= due:
+                value = self.calendar.working_seconds_between(due, self.now)
+            else:
+                value = self.calendar.working_seconds_between(self.now, due)
+            self._seconds[due] = value
+        return value
+
+    def stamp(self, due: datetime) -> str:
+        value = self._stamps.get(due)
+        if value is None:
+            value = self._stamps[due] = _due_stamp(due)
+        return value
+
+    def is_due_day(self, due: datetime) -> bool:
+        day = self._days.get(due)
+        if day is None:
+            day = self._days[due] = _local_date(due)
+        return day == self.local_day
+
+
+@dataclass(frozen=True)
+class DossierHit:
+    """A dossier rule that applies now; its message is written only when an alert is raised."""
+
+    rule: DossierRule
+    facts: DossierFacts
+    seconds: float  # working seconds late (after the due date) or remaining (before it)
+    cause_key: str
+
+    @property
+    def level(self) -> int:
+        return self.rule.level
+
+    def decision(self, calendar: WorkingCalendar) -> Decision:
+        facts, rule = self.facts, self.rule
+        assert facts.due_at is not None
+        if rule.after_due is not None:
+            message = _late_message(rule.kind, facts, self.seconds, calendar)
+        elif rule.before_due is not None:
+            message = due_soon_message(facts, self.seconds, calendar)
+        else:
+            message = (
+                f"Hồ sơ {_dossier_label(facts)} đến hạn trả hôm nay lúc "
+                f"{format_local(facts.due_at)}."
+            )
+            if not facts.apology_issued:
+                message += f" {FORM_04_REMINDER}"
+        return Decision(
+            cause_key=self.cause_key,
+            kind=rule.kind,
+            level=rule.level,
+            commune_code=facts.commune_code,
+            dossier_code=facts.dossier_code,
+            due_at=facts.due_at,
+            message=message,
+        )
 
 
 def dossier_decisions(
@@ -353,52 +459,43 @@ def dossier_decisions(
     before-due or due-day alerts: its legal clock is stopped and its due date moves when it
     resumes. Once past its due date it stays late, paused or not, as on the wall.
     """
+    hits = dossier_hits(facts, DueClock(now, calendar), policy)
+    return [hit.decision(calendar) for hit in hits]
+
+
+def dossier_hits(facts: DossierFacts, clock: DueClock, policy: Policy) -> list[DossierHit]:
+    """The rules of :func:`dossier_decisions` that apply, without writing any message."""
     due = facts.due_at
     if due is None:
         return []
-    out: list[Decision] = []
-    late = now >= due
-    if late:
-        late_seconds = calendar.working_seconds_between(due, now)
-    else:
-        remaining = calendar.working_seconds_between(now, due)
-    processing = _processing_seconds(facts, calendar)
+    calendar = clock.calendar
+    late = clock.now >= due
+    seconds = clock.seconds(due)
+    processing: float | None = None
+    out: list[DossierHit] = []
     for rule in policy.dossier_rules:
         if not rule.enabled:
             continue
-        if rule.only_without_apology and facts.apology_issued_at is not None:
+        if rule.only_without_apology and facts.apology_issued:
             continue
+        if rule.uses_share and processing is None:
+            processing = _processing_seconds(facts, calendar)
         if rule.after_due is not None:
             if not late:
                 continue
             threshold = _threshold(rule.after_due, rule.at_most, calendar, processing)
-            if threshold is None or (threshold > 0 and late_seconds < threshold):
+            if threshold is None or (threshold > 0 and seconds < threshold):
                 continue
-            message = _late_message(rule.kind, facts, late_seconds, calendar)
         elif rule.before_due is not None:
             if late or facts.is_paused:
                 continue
             threshold = _threshold(rule.before_due, rule.at_most, calendar, processing)
-            if threshold is None or remaining > threshold:
+            if threshold is None or seconds > threshold:
                 continue
-            message = due_soon_message(facts, remaining, calendar)
-        else:  # on the due day
-            if late or facts.is_paused or _local_date(now) != _local_date(due):
-                continue
-            message = f"Hồ sơ {_dossier_label(facts)} đến hạn trả hôm nay lúc {format_local(due)}."
-            if facts.apology_issued_at is None:
-                message += f" {FORM_04_REMINDER}"
-        out.append(
-            Decision(
-                cause_key=dossier_cause_key(facts.dossier_code, rule.kind, due),
-                kind=rule.kind,
-                level=rule.level,
-                commune_code=facts.commune_code,
-                dossier_code=facts.dossier_code,
-                due_at=due,
-                message=message,
-            )
-        )
+        elif late or facts.is_paused or not clock.is_due_day(due):  # on the due day
+            continue
+        key = stamped_cause_key(facts.dossier_code, rule.kind, clock.stamp(due), facts.commune_code)
+        out.append(DossierHit(rule, facts, seconds, key))
     return out
 
 
@@ -448,7 +545,7 @@ def _late_message(
     text = f"Hồ sơ {label} đã quá hạn trả (hạn {due})"
     if late:
         text += f", trễ {late}"
-    if facts.apology_issued_at is None:
+    if not facts.apology_issued:
         text += "; chưa có Phiếu xin lỗi và hẹn lại (Mẫu số 04)"
     return text + "."
 

@@ -236,6 +236,84 @@ def test_a_flood_is_capped_per_topic_per_pass_and_nothing_is_lost(offline_world:
     assert len({json.loads(p)["alert_id"] for _, p in broker.published}) == 10
 
 
+def test_a_backlog_of_one_commune_does_not_hold_up_the_others(offline_world: World) -> None:
+    # 30 alerts of Thượng Lâm were written first, then one of another commune: the other
+    # commune's alert goes out in the first pass, not after Thượng Lâm's backlog.
+    policy = POLICY.delivery.model_copy(update={"mqtt_per_topic_per_cycle": 4})
+    offline_world.add(*[dossier(f"D-{i:03}", due=local(2026, 11, 30, 17)) for i in range(30)])
+    offline_world.cycle(NOW)
+    offline_world.add(dossier("E-001", due=local(2026, 11, 30, 17), commune_code="02272"))
+    offline_world.cycle(NOW + timedelta(seconds=10))
+    broker = FakeBroker()
+    with offline_world.factory() as s, s.begin():
+        assert (
+            deliver_outbox(s, NOW + timedelta(seconds=10), policy, mqtt=broker, limit=8).sent == 5
+        )
+    topics = [topic for topic, _ in broker.published]
+    assert topics.count(f"dvc/v1/08/{COMMUNE}/alerts") == 4
+    assert "dvc/v1/08/02272/alerts" in topics
+
+
+def overdue_2d(offline_world: World, n: int, commune: str = COMMUNE) -> None:
+    offline_world.add(
+        *[
+            dossier(f"{commune}-{i:03}", due=local(2026, 11, 20, 17), commune_code=commune)
+            for i in range(n)
+        ]
+    )
+
+
+def province_messages(offline_world: World) -> list[dict[str, Any]]:
+    return [m.payload for m in offline_world.outbox() if m.target == "dvc/v1/08/province/alerts"]
+
+
+def test_a_few_province_alerts_reach_the_province_desk_one_by_one(offline_world: World) -> None:
+    overdue_2d(offline_world, 3)
+    offline_world.cycle(local(2026, 11, 26, 9))  # 3 working days late: overdue_2d, level 3
+    desk = province_messages(offline_world)
+    assert [m["kind"] for m in desk] == ["overdue_2d"] * 3
+    assert all(m["level"] == 3 and m["state"] == "open" for m in desk)
+
+
+def test_a_backlog_reaches_the_province_desk_as_one_digest_per_commune(
+    offline_world: World,
+) -> None:
+    overdue_2d(offline_world, 40)
+    overdue_2d(offline_world, 2, commune="02272")
+    offline_world.cycle(local(2026, 11, 26, 9))
+    desk = province_messages(offline_world)
+    digests = [m for m in desk if m.get("type") == "alert_digest"]
+    assert len(digests) == 1 and len(desk) == 3  # Thượng Lâm digested; 02272's two one by one
+    [digest] = digests
+    assert digest["commune_code"] == COMMUNE and digest["count"] == 40
+    assert digest["kinds"] == {"overdue_2d": 40} and digest["truncated"] is False
+    assert digest["alerts_topic"] == f"dvc/v1/08/{COMMUNE}/alerts"
+    assert "Xã Thượng Lâm" in digest["message"] or COMMUNE in digest["message"]
+    assert len(json.dumps(digest, ensure_ascii=False).encode()) < 64 * 1024
+    # Every alert's own payload is still published, on the commune's topic.
+    level3 = {a.alert_id for a in offline_world.alerts(level=3, commune_code=COMMUNE)}
+    assert {uuid.UUID(i) for i in digest["alert_ids"]} == level3
+    on_commune = [
+        m.payload
+        for m in offline_world.outbox()
+        if m.target == f"dvc/v1/08/{COMMUNE}/alerts" and m.payload.get("level") == 3
+    ]
+    assert {uuid.UUID(p["alert_id"]) for p in on_commune} == level3
+    # When one of them resolves, the topic that heard it open hears it resolved.
+    broker = FakeBroker()
+    for _ in range(10):
+        with offline_world.factory() as s, s.begin():
+            deliver_outbox(s, local(2026, 11, 26, 9, 1), POLICY.delivery, mqtt=broker)
+    offline_world.set_dossier(f"{COMMUNE}-000", is_open=False, status=10)
+    offline_world.cycle(local(2026, 11, 26, 9, 5))
+    resolved = [
+        m for m in offline_world.outbox() if m.sent_at is None and m.payload.get("level") == 3
+    ]
+    assert [(m.target, m.payload["state"]) for m in resolved] == [
+        (f"dvc/v1/08/{COMMUNE}/alerts", "resolved")
+    ]
+
+
 def test_an_unconfirmed_publish_is_retried_with_growing_backoff(offline_world: World) -> None:
     offline_world.add(dossier(due=local(2026, 11, 30, 17)))
     offline_world.cycle(NOW)

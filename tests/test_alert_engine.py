@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select, text, update
@@ -13,8 +14,8 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.acks import acknowledge, handle_ack_message
-from alerts.engine import CycleResult, due_dossiers_query, evaluate
-from alerts.policy import load_policy
+from alerts.engine import CycleResult, due_dossiers_query, evaluate, evaluate_crossings
+from alerts.policy import Duration, load_policy
 from control_center.db import make_engine, session_factory
 from control_center.domain.calendar import LOCAL_TZ, load_calendar
 from control_center.migrate import upgrade_schema
@@ -243,6 +244,22 @@ def test_an_extension_resolves_due_soon_and_watches_the_new_date(world: World) -
     assert world.alerts(state="open")[0].due_at == local(2026, 12, 4, 17)
 
 
+def test_a_transfer_resolves_the_first_communes_alerts_and_warns_the_new_handler(
+    world: World,
+) -> None:
+    world.add(dossier(due=local(2026, 11, 27, 9)))
+    world.cycle(local(2026, 11, 26, 9))
+    [first] = world.alerts()
+    assert first.commune_code == COMMUNE and first.state == "open"
+    world.set_dossier(CODE, commune_code="02272")  # transferred to another commune
+    result = world.cycle(local(2026, 11, 26, 9, 5))
+    assert result.resolved == [first.alert_id] and len(result.raised) == 1
+    [new] = world.alerts(state="open")
+    assert new.commune_code == "02272" and new.kind == "due_soon"
+    topics = {m.target for m in world.outbox() if m.alert_id == new.alert_id}
+    assert topics == {"dvc/v1/08/02272/alerts"}
+
+
 # --- acknowledgement and escalation --------------------------------------------------------
 
 
@@ -274,6 +291,51 @@ def test_an_acknowledged_alert_does_not_escalate(world: World) -> None:
     assert acked.state == "acknowledged"
     assert acked.acknowledged_by == "Nguyễn Văn A"
     assert acked.acknowledged_at == local(2026, 11, 27, 17, 5)
+
+
+# due_soon three working days ahead, so that a warning lives long enough to go up two levels.
+EARLY_POLICY = POLICY.model_copy(
+    update={
+        "dossier_rules": tuple(
+            r.model_copy(update={"before_due": Duration.model_validate("3 working days")})
+            if r.kind == "due_soon"
+            else r
+            for r in POLICY.dossier_rules
+        )
+    }
+)
+
+
+def early_cycle(world: World, now: datetime) -> CycleResult:
+    with world.factory() as s, s.begin():
+        return evaluate(s, world.settings, CAL, now, EARLY_POLICY)
+
+
+def test_without_any_acknowledgement_the_escalation_reaches_the_province(world: World) -> None:
+    world.add(dossier(due=local(2026, 12, 9, 17)))
+    early_cycle(world, local(2026, 12, 4, 17))  # Friday 17:00: 3 working days left, level 1
+    early_cycle(world, local(2026, 12, 7, 11))  # 4 working hours unanswered: level 2
+    assert early_cycle(world, local(2026, 12, 8, 10, 59)).escalated == []
+    result = early_cycle(world, local(2026, 12, 8, 11))  # a working day later: level 3
+    [top] = world.alerts(kind="due_soon", level=3)
+    assert result.escalated == [top.alert_id]
+    assert top.message.startswith("[Chuyển cấp 3: chưa được xác nhận sau 1 ngày làm việc]")
+    assert {m.target for m in world.outbox() if m.alert_id == top.alert_id} == {
+        "dvc/v1/08/province/alerts"
+    }
+
+
+def test_a_late_acknowledgement_stops_the_escalation_going_further(world: World) -> None:
+    world.add(dossier(due=local(2026, 12, 9, 17)))
+    early_cycle(world, local(2026, 12, 4, 17))
+    early_cycle(world, local(2026, 12, 7, 11))
+    [low] = world.alerts(kind="due_soon", level=1)
+    assert world.alerts(kind="due_soon", level=2)[0].state == "open"
+    with world.factory() as s, s.begin():  # the centre answers after all
+        assert acknowledge(s, low.alert_id, "Bộ phận một cửa", local(2026, 12, 7, 11, 30))
+    # The leadership's copy is still unanswered a working day later, but someone is on it.
+    assert early_cycle(world, local(2026, 12, 8, 11)).escalated == []
+    assert world.alerts(kind="due_soon", level=3) == []
 
 
 def test_an_ack_from_another_commune_or_for_an_unknown_alert_is_ignored(world: World) -> None:
@@ -386,3 +448,73 @@ def test_acknowledging_updates_an_alert_already_loaded_in_the_session(world: Wor
         alert = s.scalars(select(Alert)).one()
         assert acknowledge(s, alert.alert_id, "Trưởng bộ phận", local(2026, 11, 27, 17, 3))
         assert alert.state == "acknowledged" and alert.acknowledged_by == "Trưởng bộ phận"
+
+
+# --- crossings between cycles ---------------------------------------------------------------
+
+
+def crossing(world: World, since: datetime, now: datetime) -> CycleResult:
+    with world.factory() as s, s.begin():
+        return evaluate_crossings(s, world.settings, CAL, since, now, POLICY)
+
+
+def test_a_threshold_crossed_between_cycles_is_raised_within_the_second(world: World) -> None:
+    # Due Monday 30 Nov 17:00: one working day left from Friday 27 Nov 17:00.
+    world.add(dossier(due=local(2026, 11, 30, 17)))
+    world.add(dossier("000.00.22.H56-251123-0002", due=local(2026, 12, 1, 17)))
+    five = local(2026, 11, 27, 17)
+    world.cycle(five - timedelta(seconds=10))
+    assert world.alerts() == []
+    assert crossing(world, five - timedelta(seconds=10), five - timedelta(seconds=1)).raised == []
+    result = crossing(world, five - timedelta(seconds=1), five)
+    [alert] = world.alerts()
+    assert result.raised == [alert.alert_id] and alert.kind == "due_soon"
+    assert alert.dossier_code == CODE and alert.raised_at == five
+    assert [m.target for m in world.outbox()] == [f"dvc/v1/08/{COMMUNE}/alerts"]
+    # The next full cycle finds it already raised, and so does the next check.
+    assert world.cycle(five + timedelta(seconds=5)).raised == []
+    assert crossing(world, five, five + timedelta(seconds=1)).raised == []
+
+
+def test_crossings_raise_what_full_cycles_raise(tmp_path: Path) -> None:
+    """Every second or every cycle, the same alerts: around a weekend and the 24 Nov holiday."""
+    dues = [
+        local(2026, 11, d, h, m)
+        for d in (20, 23, 25, 26, 27, 30)
+        for h, m in ((7, 30), (11, 30), (13, 30), (17, 0))
+    ]
+    rows = [
+        dossier(f"X-{i:03}", due=due, apology_issued_at=due if i % 5 == 0 else None)
+        for i, due in enumerate(dues)
+    ]
+    world = make_world(f"sqlite:///{tmp_path / 'crossings.db'}")
+    other = make_world(f"sqlite:///{tmp_path / 'cycles.db'}")
+    world.add(*rows)
+    other.add(
+        *[
+            dossier(r.dossier_code, due=r.due_at, apology_issued_at=r.apology_issued_at)
+            for r in rows
+        ]
+    )
+    start, end, step = local(2026, 11, 19, 16), local(2026, 12, 1, 9), timedelta(minutes=37)
+    world.cycle(start)
+    other.cycle(start)
+    t = start
+    while t < end:
+        crossing(world, t, t + step)  # between cycles: only crossings
+        t += step
+        other.cycle(t)  # a full cycle at every step
+
+    def raised(w: World) -> set[tuple[str, int]]:
+        return {
+            (a.cause_key, a.level)
+            for a in w.alerts()
+            if a.dossier_code and not a.message.startswith("[Chuyển cấp")
+        }
+
+    assert raised(world) == raised(other)
+    assert {k for k, _ in raised(world) if ":due_soon:" in k}  # the test saw every kind
+    assert {k for k, _ in raised(world) if ":overdue_2d:" in k}
+    assert {k for k, _ in raised(world) if ":due_today:" in k}
+    world.engine.dispose()
+    other.engine.dispose()

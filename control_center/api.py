@@ -16,7 +16,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import flask
@@ -35,7 +35,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
-from control_center import queries
+from control_center import exports, periods, queries, ranking
 from control_center.db import Database
 from control_center.domain.calendar import WorkingCalendar
 from control_center.jsonutil import dumps
@@ -505,6 +505,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            **_review_paths(commune_q, limit_q(100), offset_q, err, ok, page, ref),
             "/healthz": {
                 "get": {
                     "summary": "Liveness and database reachability",
@@ -555,6 +556,7 @@ def openapi_document() -> dict[str, Any]:
                                 "extension": {"type": "object", "nullable": True},
                                 "flags": {"type": "array", "items": _str()},
                                 "timeline": {"type": "array", "items": {"type": "object"}},
+                                "alerts": {"type": "array", "items": ref("Alert")},
                             }
                         ),
                     ]
@@ -569,6 +571,112 @@ def openapi_document() -> dict[str, Any]:
                     "content": {"application/json": {"schema": ref("Error")}},
                 }
             },
+        },
+    }
+
+
+def _review_paths(
+    commune_q: dict[str, Any],
+    limit: dict[str, Any],
+    offset: dict[str, Any],
+    err: dict[str, Any],
+    ok: Callable[..., dict[str, Any]],
+    page: Callable[[str], dict[str, Any]],
+    ref: Callable[[str], dict[str, Any]],
+) -> dict[str, Any]:
+    """The leaders' review: the overdue grid's rows (JSON) and the same list as xlsx / CSV."""
+    yes_no = _str(enum=sorted(queries.REVIEW_YES_NO))
+    filters = [
+        {
+            "name": "state",
+            "in": "query",
+            "schema": _str(enum=list(queries.REVIEW_STATES)),
+            "description": "attention (default) = overdue + due within one working day",
+        },
+        commune_q,
+        {"name": "sector", "in": "query", "schema": _str()},
+        {"name": "procedure", "in": "query", "schema": _str(), "description": "procedure code"},
+        {"name": "channel", "in": "query", "schema": _str(enum=["online", "counter", "post"])},
+        {"name": "officer", "in": "query", "schema": _str(), "description": "part of the name"},
+        {"name": "apology", "in": "query", "schema": yes_no},
+        {"name": "extended", "in": "query", "schema": yes_no},
+        {
+            "name": "level",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 0, "maximum": 3},
+            "description": "highest unresolved alert level; 0 = none",
+        },
+        {
+            "name": "sort",
+            "in": "query",
+            "schema": _str(),
+            "description": "comma-separated keys, '-' for descending: "
+            + ", ".join(queries.REVIEW_SORT_KEYS),
+        },
+    ]
+    day = _str(format="date")
+    period_params = [
+        {"name": "period", "in": "query", "schema": _str(enum=list(periods.PERIODS))},
+        {"name": "from", "in": "query", "schema": day},
+        {"name": "to", "in": "query", "schema": day},
+        {"name": "group", "in": "query", "schema": _str(enum=list(periods.GROUPS))},
+    ]
+    review_item = {
+        "allOf": [ref("Dossier"), _obj({"escalation_level": _num(integer=True)})],
+    }
+    paged = page("Dossier")
+    paged["properties"]["items"] = {"type": "array", "items": review_item}
+
+    def download(mime: str, what: str) -> dict[str, Any]:
+        return {
+            "get": {
+                "summary": f"The review list as {what} (at most 200,000 rows)",
+                "parameters": filters,
+                "responses": {
+                    "200": {"description": what, "content": {mime: {}}},
+                    "400": err,
+                },
+            }
+        }
+
+    return {
+        f"{API_PREFIX}/review": {
+            "get": {
+                "summary": "Overdue and nearly-due dossiers for review, filtered, sorted, paged",
+                "parameters": [*filters, limit, offset],
+                "responses": {"200": ok(paged), "400": err},
+            }
+        },
+        f"{API_PREFIX}/review.xlsx": download(exports.XLSX_MIME, "Excel workbook"),
+        f"{API_PREFIX}/review.csv": download("text/csv", "CSV, UTF-8 with BOM"),
+        f"{API_PREFIX}/periods": {
+            "get": {
+                "summary": "Period figures (received, finished early/on time/late, in progress, "
+                "rates, average processing time) for the province and per commune or sector",
+                "parameters": period_params,
+                "responses": {"200": ok({"type": "object"}), "400": err},
+            }
+        },
+        f"{API_PREFIX}/periods.xlsx": {
+            "get": {
+                "summary": "Period figures as an Excel workbook",
+                "parameters": period_params,
+                "responses": {"200": {"description": "xlsx"}, "400": err},
+            }
+        },
+        f"{API_PREFIX}/periods.csv": {
+            "get": {
+                "summary": "Period figures as CSV (UTF-8 with BOM)",
+                "parameters": period_params,
+                "responses": {"200": {"description": "csv"}, "400": err},
+            }
+        },
+        f"{API_PREFIX}/ranking": {
+            "get": {
+                "summary": "Communes ranked by the computable parts of the Decision 766 index",
+                "parameters": period_params[:3],
+                "responses": {"200": ok({"type": "object"}), "400": err},
+            }
         },
     }
 
@@ -722,6 +830,119 @@ def register_api(
             return queries.list_dead_letters(
                 session, commune=commune_code, reason=reason, limit=limit, offset=offset
             )
+
+    # --- leaders' review: the overdue grid's rows and their exports (issue 5) ---
+
+    def review_filters() -> queries.ReviewFilters:
+        try:
+            return queries.review_filters_from_params(request.args)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+
+    @bp.get(f"{API_PREFIX}/review")
+    @endpoint
+    def review() -> Any:
+        filters = review_filters()
+        limit = _int_arg("limit", 100, 1, MAX_LIMIT)
+        offset = _int_arg("offset", 0, 0)
+        with db.session() as session:
+            return queries.review_rows(
+                session, settings, calendar, now(), filters, offset=offset, limit=limit
+            )
+
+    def review_export(fmt: str) -> Response:
+        filters = review_filters()
+        with db.session() as session:
+            export = exports.export_review(session, settings, calendar, now(), filters, fmt)
+        resp = flask.send_file(
+            export.file,
+            mimetype=export.mimetype,
+            as_attachment=True,
+            download_name=export.filename,
+        )
+        resp.headers["Cache-Control"] = "no-store"
+        resp.headers["X-Total-Count"] = str(export.total)
+        if export.truncated:
+            resp.headers["X-Export-Truncated"] = str(export.written)
+        return resp
+
+    @bp.get(f"{API_PREFIX}/review.xlsx")
+    @endpoint
+    def review_xlsx() -> Any:
+        return review_export("xlsx")
+
+    @bp.get(f"{API_PREFIX}/review.csv")
+    @endpoint
+    def review_csv() -> Any:
+        return review_export("csv")
+
+    # --- period figures (issue 5) ---
+
+    def _date_arg(name: str) -> date | None:
+        raw = request.args.get(name)
+        if raw is None or raw == "":
+            return None
+        try:
+            return date.fromisoformat(raw)
+        except ValueError:
+            raise ApiError(400, f"{name} must be a date, YYYY-MM-DD") from None
+
+    def period_args() -> tuple[date, date, str, str]:
+        date_from, date_to = _date_arg("from"), _date_arg("to")
+        default = "custom" if date_from or date_to else "today"
+        period = _enum_arg("period", periods.PERIODS) or default
+        group = _enum_arg("group", periods.GROUPS) or "province"
+        today = queries.local_today(now())
+        try:
+            start, end = periods.period_range(period, today, date_from, date_to)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        return start, end, period, group
+
+    @bp.get(f"{API_PREFIX}/periods")
+    @endpoint
+    def period_view() -> Any:
+        start, end, period, group = period_args()
+        with db.session() as session:
+            figures = periods.period_figures(session, settings, calendar, now(), start, end, group)
+        return {"period": period, **figures}
+
+    def period_export(fmt: str) -> Response:
+        start, end, _period, group = period_args()
+        at = now()
+        with db.session() as session:
+            figures = periods.period_figures(session, settings, calendar, at, start, end, group)
+        total = {"key": "", "name": f"Toàn tỉnh {start:%d/%m/%Y}-{end:%d/%m/%Y}"}
+        rows = [{**total, **figures["total"]}, *figures["rows"]]
+        out = exports.spooled()
+        exports.write_export(fmt, rows, exports.PERIOD_COLUMNS, out)
+        out.seek(0)
+        resp = flask.send_file(
+            out,
+            mimetype=exports.XLSX_MIME if fmt == "xlsx" else exports.CSV_MIME,
+            as_attachment=True,
+            download_name=exports.export_filename(f"so-lieu-{start:%Y%m%d}-{end:%Y%m%d}", at, fmt),
+        )
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    @bp.get(f"{API_PREFIX}/periods.xlsx")
+    @endpoint
+    def periods_xlsx() -> Any:
+        return period_export("xlsx")
+
+    @bp.get(f"{API_PREFIX}/periods.csv")
+    @endpoint
+    def periods_csv() -> Any:
+        return period_export("csv")
+
+    @bp.get(f"{API_PREFIX}/ranking")
+    @endpoint
+    def ranking_view() -> Any:
+        start, end, period, _group = period_args()
+        with db.session() as session:
+            result = ranking.commune_ranking(session, settings, calendar, now(), start, end)
+        return {"period": period, **result}
 
     @bp.get(f"{API_PREFIX}/openapi.json")
     @endpoint

@@ -19,7 +19,19 @@ from dash import Input, Output, dcc, html
 from control_center.db import Database
 from control_center.domain.calendar import WorkingCalendar
 from control_center.settings import Settings
-from layouts import commune, ids, kiosk, wall
+from layouts import (
+    alerts_page,
+    commune,
+    dossier,
+    ids,
+    kiosk,
+    queue,
+    ranking,
+    report,
+    review,
+    wall,
+    wall_overdue,
+)
 from layouts.context import WallContext, system_clock
 from layouts.i18n import lang_from_search, t
 
@@ -59,8 +71,25 @@ def create_app(
     wall.register(app, context)
     commune.register(app, context)
     kiosk.register(app, context)
+    queue.register(app, context)
+    wall_overdue.register(app, context)
+    alerts_page.register(app, context)
+    review.register(app, context)
+    report.register(app, context)
     _register_api(app, context)
     return app
+
+
+# Pages at a fixed path: path -> layout(context, lang, path, search).
+_PAGES: dict[str, Callable[[WallContext, str, str, str | None], Any]] = {
+    "/kiosk": lambda context, lang, _path, search: kiosk.layout(context, lang, search),
+    "/queue": queue.layout,
+    "/wall/overdue": wall_overdue.layout,
+    "/alerts": alerts_page.layout,
+    review.PATH: review.layout,
+    report.PATH: report.layout,
+    ranking.PATH: ranking.layout,
+}
 
 
 def render_page(context: WallContext, pathname: str | None, search: str | None) -> Any:
@@ -71,8 +100,12 @@ def render_page(context: WallContext, pathname: str | None, search: str | None) 
     match = _COMMUNE_PATH.match(path)
     if match:
         return commune.layout(context, match.group(1), lang, path, search)
-    if path.rstrip("/") == "/kiosk":
-        return kiosk.layout(context, lang, search)
+    page = _PAGES.get(path.rstrip("/"))
+    if page is not None:
+        return page(context, lang, path.rstrip("/"), search)
+    dossier_code = dossier.code_from_path(path)
+    if dossier_code is not None:
+        return dossier.layout(context, dossier_code, lang, path, search)
     return html.Div(
         [html.H1("404"), dcc.Link(t("back_to_wall", lang), href="/")], className="page not-found"
     )

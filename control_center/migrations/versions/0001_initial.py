@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-11-26 11:41:23.439291
+Create Date: 2026-11-26 12:44:21.141497
 """
 
 from collections.abc import Sequence
@@ -44,6 +44,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("alerts", schema=None) as batch_op:
         batch_op.create_index("ix_alerts_commune", ["commune_code", "state"], unique=False)
+        batch_op.create_index("ix_alerts_dossier", ["dossier_code"], unique=False)
         batch_op.create_index("ix_alerts_state_raised", ["state", "raised_at"], unique=False)
         batch_op.create_index("uq_alerts_cause_level", ["cause_key", "level"], unique=True)
 
@@ -77,6 +78,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("commune_code", "day", "metric", name=op.f("pk_commune_daily")),
     )
     with op.batch_alter_table("commune_daily", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_commune_daily_cover", ["commune_code", "day", "metric", "value"], unique=False
+        )
         batch_op.create_index("ix_commune_daily_day", ["day", "metric"], unique=False)
 
     op.create_table(
@@ -88,6 +92,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_commune_due_buckets")),
     )
     with op.batch_alter_table("commune_due_buckets", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_commune_due_buckets_cover",
+            ["commune_code", "due_minute", "open_count"],
+            unique=False,
+        )
         batch_op.create_index("ix_commune_due_buckets_due", ["due_minute"], unique=False)
         batch_op.create_index(
             "uq_commune_due_buckets_key", ["commune_code", "due_minute"], unique=True
@@ -271,6 +280,9 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_queue_events_commune_time", ["commune_code", "occurred_at"], unique=False
         )
+        batch_op.create_index(
+            "ix_queue_events_ticket", ["commune_code", "ticket_no", "occurred_at"], unique=False
+        )
 
     op.create_table(
         "queue_tickets",
@@ -342,6 +354,7 @@ def downgrade() -> None:
 
     op.drop_table("queue_tickets")
     with op.batch_alter_table("queue_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_queue_events_ticket")
         batch_op.drop_index("ix_queue_events_commune_time")
 
     op.drop_table("queue_events")
@@ -380,16 +393,19 @@ def downgrade() -> None:
     with op.batch_alter_table("commune_due_buckets", schema=None) as batch_op:
         batch_op.drop_index("uq_commune_due_buckets_key")
         batch_op.drop_index("ix_commune_due_buckets_due")
+        batch_op.drop_index("ix_commune_due_buckets_cover")
 
     op.drop_table("commune_due_buckets")
     with op.batch_alter_table("commune_daily", schema=None) as batch_op:
         batch_op.drop_index("ix_commune_daily_day")
+        batch_op.drop_index("ix_commune_daily_cover")
 
     op.drop_table("commune_daily")
     op.drop_table("centre_feeds")
     with op.batch_alter_table("alerts", schema=None) as batch_op:
         batch_op.drop_index("uq_alerts_cause_level")
         batch_op.drop_index("ix_alerts_state_raised")
+        batch_op.drop_index("ix_alerts_dossier")
         batch_op.drop_index("ix_alerts_commune")
 
     op.drop_table("alerts")

@@ -126,26 +126,32 @@ def _shared(read: Callable[..., _T]) -> Callable[..., _T]:
 def _due_counts(
     session: Session, settings: Settings, now: datetime, soon_until: datetime
 ) -> dict[str, dict[str, int]]:
+    # Two statements beat one: the backlog total is an index-only sum over every bucket, while
+    # overdue and due soon only need the buckets due before ``soon_until`` (a range scan), so
+    # neither evaluates CASE expressions over the whole backlog.
     b = CommuneDueBucket
-    stmt = (
-        select(
-            b.commune_code,
-            func.sum(b.open_count),
-            func.sum(case((b.due_minute < now, b.open_count), else_=0)),
-            func.sum(
-                case(
-                    (and_(b.due_minute >= now, b.due_minute < soon_until), b.open_count),
-                    else_=0,
-                )
-            ),
-        )
-        .where(b.commune_code.in_(_province_communes(settings)))
+    communes = _province_communes(settings)
+    counts: dict[str, dict[str, int]] = {}
+    totals = (
+        select(b.commune_code, func.sum(b.open_count))
+        .where(b.commune_code.in_(communes))
         .group_by(b.commune_code)
     )
-    return {
-        code: {"open": int(o or 0), "overdue": int(od or 0), "due_soon": int(ds or 0)}
-        for code, o, od, ds in session.execute(stmt)
-    }
+    for code, total in session.execute(totals):
+        counts[code] = {"open": int(total or 0), "overdue": 0, "due_soon": 0}
+    near = (
+        select(
+            b.commune_code,
+            func.sum(case((b.due_minute < now, b.open_count), else_=0)),
+            func.sum(case((b.due_minute >= now, b.open_count), else_=0)),
+        )
+        .where(b.due_minute < soon_until, b.commune_code.in_(communes))
+        .group_by(b.commune_code)
+    )
+    for code, overdue, due_soon in session.execute(near):
+        row = counts.setdefault(code, {"open": 0, "overdue": 0, "due_soon": 0})
+        row["overdue"], row["due_soon"] = int(overdue or 0), int(due_soon or 0)
+    return counts
 
 
 @_shared
@@ -158,29 +164,32 @@ def _daily_counts(
     window_start = today - timedelta(days=RATE_WINDOW_DAYS - 1)
     prev_start = window_start - timedelta(days=1)
 
-    def day_sum(cond: ColumnElement[bool]) -> Any:
-        return func.sum(case((cond, d.value), else_=0))
-
-    stmt = (
-        select(
-            d.commune_code,
-            d.metric,
-            day_sum(d.day == today),
-            day_sum(d.day == yesterday),
-            day_sum(d.day >= window_start),
-            day_sum(d.day <= yesterday),
-        )
-        .where(d.day >= prev_start, d.commune_code.in_(_province_communes(settings)))
+    # The 30-day window is one index-only sum; today, yesterday and the day that drops out of
+    # yesterday's window are point lookups. prev_window = window - today + that day.
+    communes = _province_communes(settings)
+    out: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
+    window = (
+        select(d.commune_code, d.metric, func.sum(d.value))
+        .where(d.day >= window_start, d.commune_code.in_(communes))
         .group_by(d.commune_code, d.metric)
     )
-    out: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
-    for code, metric, t, y, w, p in session.execute(stmt):
-        out[code][metric] = {
-            "today": int(t or 0),
-            "yesterday": int(y or 0),
-            "window": int(w or 0),
-            "prev_window": int(p or 0),
-        }
+    for code, metric, total in session.execute(window):
+        total = int(total or 0)
+        out[code][metric] = {"today": 0, "yesterday": 0, "window": total, "prev_window": total}
+    points = select(d.commune_code, d.metric, d.day, d.value).where(
+        d.day.in_([today, yesterday, prev_start]), d.commune_code.in_(communes)
+    )
+    for code, metric, day, value in session.execute(points):
+        row = out[code].setdefault(
+            metric, {"today": 0, "yesterday": 0, "window": 0, "prev_window": 0}
+        )
+        if day == today:
+            row["today"] = int(value)
+            row["prev_window"] -= int(value)
+        elif day == yesterday:
+            row["yesterday"] = int(value)
+        else:  # prev_start: in yesterday's window only
+            row["prev_window"] += int(value)
     return out
 
 

@@ -778,5 +778,7 @@ def test_wall_queries_do_not_loop_over_communes(
         summary_statements = len(statements)
     finally:
         event.remove(engine, "before_cursor_execute", count)
-    assert rows_statements <= 8
-    assert summary_statements <= 12
+    # A handful of statements whatever the number of communes (124 here would mean a loop);
+    # the due-bucket and daily reads are two statements each (a total and a narrow range).
+    assert rows_statements <= 10
+    assert summary_statements <= 14

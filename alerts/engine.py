@@ -33,6 +33,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import Select, func, insert, select, true
+from sqlalchemy.engine.cursor import CursorFetchStrategy
 from sqlalchemy.orm import Session
 
 from alerts.acks import handle_ack_message
@@ -126,12 +127,16 @@ def evaluate(
     policy = policy or load_policy(settings.policy_file)
     result = CycleResult(now=now)
 
-    # Active alerts as plain (cause, level, state) rows: at provincial scale there are hundreds
-    # of thousands, and only the few that change this cycle are loaded as objects.
-    active = session.execute(
-        select(Alert.cause_key, Alert.level, Alert.state).where(Alert.state.in_(ACTIVE_STATES))
-    ).all()
-    active_keys = {(key, level) for key, level, _state in active}
+    # Active alerts as plain (cause, level) tuples (:func:`plain_rows`): at provincial scale
+    # there are hundreds of thousands, and only the few that change this cycle are loaded as
+    # objects.
+    active_keys: set[tuple[str, int]] = set(
+        plain_rows(
+            session,
+            select(Alert.cause_key, Alert.level).where(Alert.state.in_(ACTIVE_STATES)),
+        )
+    )
+    active_causes = {key for key, _level in active_keys}
 
     # What should exist (``wanted``) and what to raise (``fresh``: each new cause once, its
     # message written chunk by chunk below), streamed from the due dossiers.
@@ -146,7 +151,7 @@ def evaluate(
         if (d.cause_key, d.level) not in active_keys:
             fresh.setdefault(d.cause_key, d)
 
-    gone = sorted({key for key, _level, _state in active if key not in wanted})
+    gone = sorted(active_causes - wanted)
     resolved = _active_alerts(session, gone)
     for alert in resolved:
         alert.state = RESOLVED
@@ -155,7 +160,7 @@ def evaluate(
 
     # An acknowledgement at any level stops the cause's escalation: someone is on it, even if
     # the centre acknowledged only after its alert had already gone up to the leadership.
-    seen = {key for key, _level, state in active if state == ACKNOWLEDGED}
+    seen = set(session.scalars(select(Alert.cause_key).where(Alert.state == ACKNOWLEDGED)))
     due = _escalation_candidates(session, calendar, now, policy)
     candidates = sorted({key for key, _level in due if key in wanted and key not in seen})
     escalated = _escalate(
@@ -219,14 +224,15 @@ def evaluate_crossings(
     rows: dict[str, Any] = {}
     for low, high in crossing_windows(calendar, since, now, policy):
         query = due_dossiers_query(high, with_processing_time=False).where(Dossier.due_at > low)
-        for r in session.execute(query):
-            rows[r.dossier_code] = r
+        for r in plain_rows(session, query):
+            rows[r[0]] = r
     result.dossiers_examined = len(rows)
     clock = DueClock(now, calendar)
+    to_time = _time_reader(session)
     decisions = [
         hit.decision(calendar)
         for r in rows.values()
-        for hit in dossier_hits(_facts(r), clock, policy)
+        for hit in dossier_hits(_facts(r, to_time), clock, policy)
         if not hit.rule.uses_share
     ]
     raised = _raise(session, decisions, now)
@@ -296,6 +302,7 @@ def due_dossiers_query(
     if with_processing_time:
         columns += [Dossier.clock_start_at, Dossier.original_due_at]
     # ``is_open = true`` (not IS TRUE) so SQLite's planner matches the partial index predicate.
+    # Read with :func:`plain_rows`, in this column order (:func:`_facts`).
     return select(*columns).where(Dossier.is_open == true(), Dossier.due_at <= horizon)
 
 
@@ -309,28 +316,65 @@ class _DueHit(NamedTuple):
     level: int
     rule: Any
     seconds: float
-    row: Any
+    row: tuple[Any, ...]  # a due_dossiers_query row
+    to_time: Callable[[Any], datetime | None]
 
     @property
     def commune_code(self) -> str:
-        return str(self.row.commune_code)
+        return str(self.row[1])
 
     def decision(self, calendar: WorkingCalendar) -> Decision:
-        return DossierHit(self.rule, _facts(self.row), self.seconds, self.cause_key).decision(
-            calendar
-        )
+        facts = _facts(self.row, self.to_time)
+        return DossierHit(self.rule, facts, self.seconds, self.cause_key).decision(calendar)
 
 
-def _facts(r: Any) -> DossierFacts:
+def plain_rows(
+    session: Session, query: Select[Any] | Any, batch: int = 10_000
+) -> Iterator[tuple[Any, ...]]:
+    """The query's rows as the driver returns them: plain tuples, no result processing.
+
+    A cycle reads a hundred thousand due dossiers and a few hundred thousand active alert
+    keys; SQLAlchemy's Row objects and type processing cost more than the reads themselves.
+    Strings, integers and booleans come back usable (SQLite: 0/1); datetimes go through
+    :func:`_time_reader`. Parameters are bound as usual, on the session's connection inside
+    its transaction; the driver's cursor is then read directly, in batches.
+    """
+    session.flush()
+    result = session.connection().execute(query)
+    try:
+        if type(result.cursor_strategy) is not CursorFetchStrategy:  # pragma: no cover
+            # A buffering strategy holds rows the cursor no longer has: read them through it.
+            yield from (tuple(row) for row in result)
+            return
+        while rows := result.cursor.fetchmany(batch):
+            yield from rows
+    finally:
+        result.close()
+
+
+def _time_reader(session: Session) -> Callable[[Any], datetime | None]:
+    """Driver value of a ``UTCDateTime`` column -> aware UTC datetime: the column type's own
+    result processing (SQLite's text parsed, then UTC attached)."""
+    dialect = session.connection().dialect
+    column_type = Dossier.__table__.c.due_at.type
+    process = column_type.dialect_impl(dialect).result_processor(dialect, None)
+    if process is None:  # pragma: no cover - UTCDateTime always processes
+        return lambda value: value  # type: ignore[no-any-return]
+    return process  # type: ignore[no-any-return]
+
+
+def _facts(r: tuple[Any, ...], to_time: Callable[[Any], datetime | None]) -> DossierFacts:
+    due_at = to_time(r[2])
+    assert due_at is not None  # the query reads due dossiers only
     return DossierFacts(
-        dossier_code=r.dossier_code,
-        commune_code=r.commune_code,
-        due_at=r.due_at,
-        is_paused=bool(r.is_paused),
-        procedure_name=r.procedure_name,
-        has_apology=bool(r.has_apology),
-        clock_start_at=getattr(r, "clock_start_at", None),
-        original_due_at=getattr(r, "original_due_at", None),
+        dossier_code=r[0],
+        commune_code=r[1],
+        due_at=due_at,
+        is_paused=bool(r[3]),
+        procedure_name=r[4],
+        has_apology=bool(r[5]),
+        clock_start_at=to_time(r[6]) if len(r) > 6 else None,
+        original_due_at=to_time(r[7]) if len(r) > 7 else None,
     )
 
 
@@ -352,23 +396,30 @@ def _dossier_hits(
     clock = DueClock(now, calendar)
     same: dict[tuple[Any, bool, bool], list[tuple[Any, int, float, str]]] = {}
     query = due_dossiers_query(horizon, with_processing_time=shares)
-    for r in session.execute(query.execution_options(yield_per=10_000)):
+    to_time = _time_reader(session)
+    for r in plain_rows(session, query):
         result.dossiers_examined += 1
         if shares:
-            for h in dossier_hits(_facts(r), clock, policy):
-                yield _DueHit(h.cause_key, h.rule.level, h.rule, h.seconds, r)
+            for h in dossier_hits(_facts(r, to_time), clock, policy):
+                yield _DueHit(h.cause_key, h.rule.level, h.rule, h.seconds, r, to_time)
             continue
         code, commune, due, paused, _name, apology = r[:6]
         signature = (due, apology, paused)
         applies = same.get(signature)
         if applies is None:
+            facts = _facts(r, to_time)
+            stamp = clock.stamp(facts.due_at) if facts.due_at is not None else ""
             applies = same[signature] = [
-                (h.rule, h.rule.level, h.seconds, clock.stamp(due))
-                for h in dossier_hits(_facts(r), clock, policy)
+                (h.rule, h.rule.level, h.seconds, stamp) for h in dossier_hits(facts, clock, policy)
             ]
         for rule, level, seconds, stamp in applies:
             yield _DueHit(
-                stamped_cause_key(code, rule.kind, stamp, commune), level, rule, seconds, r
+                stamped_cause_key(code, rule.kind, stamp, commune),
+                level,
+                rule,
+                seconds,
+                r,
+                to_time,
             )
 
 

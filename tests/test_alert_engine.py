@@ -189,6 +189,21 @@ def test_only_open_dossiers_due_before_the_horizon_are_read(world: World) -> Non
     assert [a.dossier_code for a in world.alerts()] == ["A"]
 
 
+def test_the_horizon_is_exact_to_the_minute_on_both_backends(world: World) -> None:
+    # Thu 09:00 + one working day (the widest before-due rule) = Fri 09:00.
+    world.add(
+        dossier("EDGE", due=local(2026, 11, 27, 9)),
+        dossier("AFTER", due=local(2026, 11, 27, 9, 1)),
+        dossier("LATE", due=local(2026, 11, 25, 17)),
+    )
+    result = world.cycle(local(2026, 11, 26, 9))
+    assert result.dossiers_examined == 2
+    assert {a.dossier_code for a in world.alerts()} == {"EDGE", "LATE"}
+    assert {a.due_at for a in world.alerts() if a.dossier_code == "LATE"} == {
+        local(2026, 11, 25, 17)
+    }
+
+
 def test_the_cycle_query_uses_the_open_due_partial_index(sqlite_url: str) -> None:
     w = make_world(sqlite_url)
     with w.engine.connect() as conn:

@@ -275,6 +275,15 @@ def openapi_document() -> dict[str, Any]:
                     "on_time_rate": _RATE,
                     "online_rate": _RATE,
                     "dead_letters_today": _INT,
+                    # Same day counters from yesterday's midnight up to now - 24 h.
+                    "same_time_yesterday": _obj(
+                        {
+                            "received_today": _INT,
+                            "received_online_today": _INT,
+                            "completed_today": _INT,
+                            "returned_today": _INT,
+                        }
+                    ),
                 }
             ),
         }

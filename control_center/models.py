@@ -157,6 +157,15 @@ class Dossier(Base):
         ),
         Index("ix_dossiers_commune_received", "commune_code", "received_at"),
         Index("ix_dossiers_commune_finished", "commune_code", "finished_at"),
+        # "Returned by this time yesterday" on the wall: a range on returned_at, which a
+        # finished_at range cannot bound (results are collected days after they are ready).
+        Index(
+            "ix_dossiers_commune_returned",
+            "commune_code",
+            "returned_at",
+            sqlite_where=text("returned_at IS NOT NULL"),
+            postgresql_where=text("returned_at IS NOT NULL"),
+        ),
     )
 
 

@@ -19,12 +19,23 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Select, and_, case, extract, func, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    extract,
+    func,
+    literal,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from control_center.domain import feed as feeds
 from control_center.domain.calendar import LOCAL_TZ, WorkingCalendar
-from control_center.domain.dossier import FINISHED, NOT_ACCEPTED
+from control_center.domain.dossier import FINISHED, NOT_ACCEPTED, RESULT_READY, RETURNED
 from control_center.models import (
     Alert,
     CentreFeed,
@@ -293,6 +304,44 @@ def _merge_daily(
 # --- province summary -----------------------------------------------------------------------
 
 
+def _same_time_yesterday(session: Session, settings: Settings, now: datetime) -> dict[str, int]:
+    """Province counters from yesterday's local midnight up to ``now - 24 h``.
+
+    ``commune_daily`` is per day, so the hour is read from ``dossiers``: one statement of three
+    index range scans (commune, received_at / finished_at / returned_at), each bounded to part
+    of one day's rows. Counted as ``commune_daily`` counts them (received online by channel,
+    finished = result ready or returned, returned = handed back), by the current commune.
+    """
+    cut = now - timedelta(days=1)
+    start = local_midnight(local_today(cut))
+    d = Dossier
+    communes = _province_communes(settings)
+    received = select(
+        func.count(), func.coalesce(func.sum(case((d.channel == "online", 1), else_=0)), 0)
+    ).where(d.commune_code.in_(communes), d.received_at >= start, d.received_at < cut)
+    finished = select(func.count(), literal(0)).where(
+        d.commune_code.in_(communes),
+        d.finished_at >= start,
+        d.finished_at < cut,
+        d.status.in_((RESULT_READY, RETURNED)),
+    )
+    returned = select(func.count(), literal(0)).where(
+        d.commune_code.in_(communes),
+        d.returned_at.is_not(None),
+        d.returned_at >= start,
+        d.returned_at < cut,
+        d.status == RETURNED,
+    )
+    rows = session.execute(union_all(received, finished, returned)).all()
+    (n_received, n_online), (n_finished, _), (n_returned, _) = rows
+    return {
+        "received_today": int(n_received or 0),
+        "received_online_today": int(n_online or 0),
+        "completed_today": int(n_finished or 0),
+        "returned_today": int(n_returned or 0),
+    }
+
+
 def province_summary(
     session: Session, settings: Settings, calendar: WorkingCalendar, now: datetime
 ) -> dict[str, Any]:
@@ -301,8 +350,9 @@ def province_summary(
     ``progress_score`` follows Decision 766: 20 x (finished early or on time in the last 30
     days + open dossiers not yet due) / (finished with an outcome in the last 30 days + open
     dossiers with a due date). ``trend`` compares with yesterday: yesterday's whole-day
-    counters (``commune_daily`` is kept per day, so "same time yesterday" is not recorded),
-    dead letters up to the same time yesterday, and the rates over the 30 days ending yesterday.
+    counters (from ``commune_daily``), dead letters up to the same time yesterday, the rates
+    over the 30 days ending yesterday, and under ``same_time_yesterday`` the day counters from
+    yesterday's midnight up to ``now - 24 h`` (what the wall's arrows compare with).
     """
     today = local_today(now)
     midnight = local_midnight(today)
@@ -411,6 +461,7 @@ def province_summary(
             "on_time_rate": _on_time_rate(daily, "prev_window"),
             "online_rate": _online_rate(daily, "prev_window"),
             "dead_letters_today": int(dead_yesterday or 0),
+            "same_time_yesterday": _same_time_yesterday(session, settings, now),
         },
     }
 

@@ -203,6 +203,13 @@ STRINGS: dict[str, dict[str, str]] = {
 }
 
 
+# --- wall: trend against the same time yesterday (issue 4) ---
+STRINGS.update(
+    {
+        "trend_vs_same_time": {"vi": "so với cùng giờ hôm qua", "en": "vs same time yesterday"},
+    }
+)
+
 # --- leaders' review (/overdue, /dossier, /ranking, /report): issue 5 ---
 STRINGS.update(
     {

@@ -91,6 +91,28 @@ def yesterday_note(summary: Mapping[str, Any], key: str, lang: str) -> str | Non
     return None if previous is None else t("yesterday_value", lang, value=fmt_int(previous, lang))
 
 
+def same_time_change(
+    summary: Mapping[str, Any], key: str, lang: str, *, higher_is_better: bool | None
+) -> tuple[str, str] | None:
+    """Today's count so far against yesterday's up to the same time: "▲ 12 so với cùng giờ
+    hôm qua". ``higher_is_better=None`` keeps the arrow neutral (more dossiers received is
+    neither good nor bad news)."""
+    previous = ((summary.get("trend") or {}).get("same_time_yesterday") or {}).get(key)
+    change = trend(
+        summary.get(key),
+        previous,
+        higher_is_better=bool(higher_is_better),
+        fmt=lambda v: fmt_int(v, lang),
+    )
+    if change is None:
+        return None
+    text, tone = change
+    return (
+        f"{text} {t('trend_vs_same_time', lang)}",
+        tone if higher_is_better is not None else "flat",
+    )
+
+
 def rate_change(summary: Mapping[str, Any], key: str, lang: str) -> tuple[str, str] | None:
     """Change of a 30-day rate against the window ending yesterday, in percentage points."""
     now_rate = summary.get(key)
@@ -103,6 +125,17 @@ def rate_change(summary: Mapping[str, Any], key: str, lang: str) -> tuple[str, s
     if change is None:
         return None
     return f"{change[0]} {t('trend_vs_yesterday', lang)}", change[1]
+
+
+def _day_trend(
+    summary: Mapping[str, Any], key: str, lang: str, *, higher_is_better: bool | None
+) -> dict[str, Any]:
+    """The tile's trend line: the same-time arrow, or yesterday's whole-day figure from a
+    summary without the same-time counters. One line either way, so tiles keep their height."""
+    change = same_time_change(summary, key, lang, higher_is_better=higher_is_better)
+    if change is not None:
+        return {"change": change}
+    return {"note": yesterday_note(summary, key, lang)}
 
 
 def kpi_tiles(summary: Mapping[str, Any], lang: str) -> list[html.Div]:
@@ -127,13 +160,13 @@ def kpi_tiles(summary: Mapping[str, Any], lang: str) -> list[html.Div]:
             t("kpi_received_today", lang),
             fmt_int(s.get("received_today"), lang),
             sub=f"{fmt_pct(online_share, lang, 0)} {t('kpi_online_share', lang)}",
-            note=yesterday_note(s, "received_today", lang),
+            **_day_trend(s, "received_today", lang, higher_is_better=None),
         ),
         kpi_tile(
             "returned_today",
             t("kpi_returned_today", lang),
             fmt_int(s.get("returned_today"), lang),
-            note=yesterday_note(s, "returned_today", lang),
+            **_day_trend(s, "returned_today", lang, higher_is_better=True),
         ),
         kpi_tile(
             "on_time_rate",

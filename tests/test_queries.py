@@ -450,6 +450,84 @@ def test_today_counters_rates_and_progress_score(
     assert rows[NGOC_DUONG]["on_time_rate"] is None
 
 
+def test_trend_counts_yesterday_up_to_the_same_time(
+    session: Session, world: World, settings: Settings, calendar: WorkingCalendar
+) -> None:
+    # Friday 10:00: the arrows compare with Thursday 00:00 up to (not including) Thursday 10:00.
+    now = vn(11, 27, 10)
+    due = vn(12, 4, 17)
+    world.dossier(THUONG_LAM, received_at=vn(11, 26, 8), due_at=due)  # online, counted
+    world.dossier(HA_GIANG_2, received_at=vn(11, 26, 9, 59), due_at=due, channel="counter")
+    world.dossier(THUONG_LAM, received_at=vn(11, 26, 10), due_at=due)  # at the cut: not yet
+    world.dossier(THUONG_LAM, received_at=vn(11, 26, 15), due_at=due)  # Thursday afternoon
+    world.dossier(THUONG_LAM, received_at=vn(11, 27, 8), due_at=due)  # today
+    # Received Wednesday night, result ready Thursday 09:00 (not yet handed back).
+    world.dossier(
+        NGOC_DUONG,
+        received_at=vn(11, 25, 23, 30),
+        due_at=vn(11, 27, 17),
+        status=9,
+        finished_at=vn(11, 26, 9),
+        outcome="early",
+    )
+    # Ready Thursday 08:30 and handed back 09:30: completed and returned by the same time.
+    world.dossier(
+        THUONG_LAM,
+        received_at=vn(11, 20, 8),
+        due_at=vn(11, 27, 17),
+        status=RETURNED,
+        finished_at=vn(11, 26, 8, 30),
+        returned_at=vn(11, 26, 9, 30),
+        outcome="early",
+    )
+    # Ready on Tuesday, collected Thursday 09:45: returned by then, completed days before.
+    world.dossier(
+        HA_GIANG_2,
+        received_at=vn(11, 19, 8),
+        due_at=vn(11, 26, 17),
+        status=RETURNED,
+        finished_at=vn(11, 24, 9),
+        returned_at=vn(11, 26, 9, 45),
+        outcome="early",
+    )
+    # Ready 11:00 and returned 11:30 on Thursday: after the same time.
+    world.dossier(
+        HA_GIANG_2,
+        received_at=vn(11, 19, 8),
+        due_at=vn(11, 26, 17),
+        status=RETURNED,
+        finished_at=vn(11, 26, 11),
+        returned_at=vn(11, 26, 11, 30),
+        outcome="on_time",
+    )
+    # Withdrawn on Thursday morning: closed, but not a completion.
+    world.dossier(
+        THUONG_LAM, received_at=vn(11, 18, 8), due_at=None, status=7, finished_at=vn(11, 26, 8)
+    )
+    world.commit()
+
+    s = queries.province_summary(session, settings, calendar, now)
+    assert s["received_today"] == 1
+    assert s["trend"]["received_today"] == 4  # all of Thursday, kept for compatibility
+    assert s["trend"]["same_time_yesterday"] == {
+        "received_today": 2,
+        "received_online_today": 1,
+        "completed_today": 2,
+        "returned_today": 2,
+    }
+
+    evening = queries.province_summary(session, settings, calendar, vn(11, 27, 17))
+    assert evening["trend"]["same_time_yesterday"] == {
+        "received_today": 4,
+        "received_online_today": 3,
+        "completed_today": 3,
+        "returned_today": 3,
+    }
+    # Five minutes after midnight, yesterday's first five minutes had nothing.
+    night = queries.province_summary(session, settings, calendar, vn(11, 27, 0, 5))
+    assert set(night["trend"]["same_time_yesterday"].values()) == {0}
+
+
 def test_empty_province_has_no_rates_and_stale_data(
     session: Session, settings: Settings, calendar: WorkingCalendar
 ) -> None:
@@ -779,6 +857,7 @@ def test_wall_queries_do_not_loop_over_communes(
     finally:
         event.remove(engine, "before_cursor_execute", count)
     # A handful of statements whatever the number of communes (124 here would mean a loop);
-    # the due-bucket and daily reads are two statements each (a total and a narrow range).
+    # the due-bucket and daily reads are two statements each (a total and a narrow range),
+    # and the same-time-yesterday counters one more (three index ranges in one UNION ALL).
     assert rows_statements <= 10
-    assert summary_statements <= 14
+    assert summary_statements <= 15

@@ -282,6 +282,52 @@ def test_kpi_tiles_show_the_summary_figures() -> None:
     assert "17,54" in text_of(tiles["progress_score"])
 
 
+def _tile(summary: dict[str, Any], key: str, lang: str) -> Any:
+    return next(
+        tile
+        for tile in wall.kpi_tiles(summary, lang)
+        if tile.to_plotly_json()["props"]["data-kpi"] == key
+    )
+
+
+def test_day_tiles_compare_with_the_same_time_yesterday() -> None:
+    summary = {
+        "received_today": 1212,
+        "received_online_today": 1100,
+        "returned_today": 40,
+        "trend": {
+            "received_today": 2500,  # all of yesterday: not what the arrow compares with
+            "returned_today": 90,
+            "same_time_yesterday": {"received_today": 1200, "returned_today": 45},
+        },
+    }
+    received = _tile(summary, "received_today", "vi")
+    assert "▲ 12 so với cùng giờ hôm qua" in text_of(received)
+    assert "2.500" not in text_of(received)
+    # More dossiers received is neither good nor bad news: a neutral arrow.
+    assert "trend-flat" in repr(received)
+    returned = _tile(summary, "returned_today", "vi")
+    assert "▼ 5 so với cùng giờ hôm qua" in text_of(returned)
+    assert "trend-bad" in repr(returned)  # fewer results handed back than by now yesterday
+
+    en = _tile(summary, "received_today", "en")
+    assert "▲ 12 vs same time yesterday" in text_of(en)
+    summary["trend"]["same_time_yesterday"]["returned_today"] = 40
+    assert "→ 0 vs same time yesterday" in text_of(_tile(summary, "returned_today", "en"))
+    # Thousands follow the language's separators.
+    summary["trend"]["same_time_yesterday"]["received_today"] = 12
+    assert "▲ 1.200 so với cùng giờ hôm qua" in text_of(_tile(summary, "received_today", "vi"))
+
+
+def test_day_tiles_without_the_same_time_figures_fall_back_to_yesterdays_total() -> None:
+    summary = {"received_today": 5, "returned_today": 1, "trend": {"received_today": 180}}
+    received = _tile(summary, "received_today", "vi")
+    assert "Hôm qua cả ngày: 180" in text_of(received)
+    assert "cùng giờ" not in text_of(received)
+    # No figure for yesterday at all: no arrow rather than a made-up one.
+    assert "▲" not in text_of(_tile({"received_today": 5}, "received_today", "vi"))
+
+
 def test_ticker_shows_newest_escalation_first_with_its_level() -> None:
     alerts = [
         {

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-11-26 12:44:21.141497
+Create Date: 2026-11-26 13:35:38.276706
 """
 
 from collections.abc import Sequence
@@ -215,6 +215,13 @@ def upgrade() -> None:
             "ix_dossiers_commune_received", ["commune_code", "received_at"], unique=False
         )
         batch_op.create_index(
+            "ix_dossiers_commune_returned",
+            ["commune_code", "returned_at"],
+            unique=False,
+            sqlite_where=sa.text("returned_at IS NOT NULL"),
+            postgresql_where=sa.text("returned_at IS NOT NULL"),
+        )
+        batch_op.create_index(
             "ix_dossiers_open_commune_due",
             ["commune_code", "due_at"],
             unique=False,
@@ -371,6 +378,11 @@ def downgrade() -> None:
             "ix_dossiers_open_commune_due",
             sqlite_where=sa.text("is_open = 1"),
             postgresql_where=sa.text("is_open"),
+        )
+        batch_op.drop_index(
+            "ix_dossiers_commune_returned",
+            sqlite_where=sa.text("returned_at IS NOT NULL"),
+            postgresql_where=sa.text("returned_at IS NOT NULL"),
         )
         batch_op.drop_index("ix_dossiers_commune_received")
         batch_op.drop_index("ix_dossiers_commune_finished")

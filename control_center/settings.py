@@ -118,6 +118,11 @@ class Settings(BaseSettings):
 
     # Wall
     wall_refresh_s: int = 5
+    map_tiles: str | None = Field(
+        default=None,
+        description="raster tile URL template ({z}/{x}/{y}) under the communes, for sites that "
+        "have a tile server; unset: no tiles, the map draws with no network",
+    )
     due_soon_working_hours: float = 8.0
 
     log_level: str = "INFO"

@@ -187,11 +187,19 @@ def _colour_setup(measure: str, lang: str) -> dict[str, Any]:
     return {"colorscale": "Cividis", "reversescale": measure in _REVERSED, "colorbar": bar}
 
 
+def base_layers(tiles: str | None) -> list[dict[str, Any]]:
+    """Under the communes: a configured raster tile source, else the dark sea (no network)."""
+    if tiles:
+        return [{"sourcetype": "raster", "source": [tiles], "below": "traces"}]
+    return [DARK_SEA]
+
+
 def build_map_figure(
     geojson: Mapping[str, Any],
     rows: Iterable[Mapping[str, Any]],
     measure: str,
     lang: str,
+    tiles: str | None = None,
 ) -> go.Figure:
     codes = feature_codes(geojson)
     names = {
@@ -225,7 +233,7 @@ def build_map_figure(
     )
     fig = go.Figure([base, measure_trace])
     fig.update_layout(
-        map={"style": MAP_STYLE, "layers": [DARK_SEA], "center": centre, "zoom": zoom},
+        map={"style": MAP_STYLE, "layers": base_layers(tiles), "center": centre, "zoom": zoom},
         margin={"l": 0, "r": 0, "t": 0, "b": 0},
         paper_bgcolor="#0b1220",
         font={"color": "#e5e7eb", "size": 16},

@@ -356,6 +356,7 @@ def map_update(
     measure: str,
     lang: str,
     built: Any,
+    tiles: str | None = None,
 ) -> tuple[Any, Any]:
     """The map output of one refresh and the new ``(measure, lang)`` of the browser's figure.
 
@@ -363,7 +364,7 @@ def map_update(
     language; a tick or a new measure is a Patch.
     """
     if not built or built[1] != lang:
-        return build_map_figure(geojson, rows, measure, lang), [measure, lang]
+        return build_map_figure(geojson, rows, measure, lang, tiles), [measure, lang]
     values = map_values(feature_codes(geojson), rows, measure, lang)
     if built[0] != measure:
         return map_patch(values, measure=measure, lang=lang), [measure, lang]
@@ -420,7 +421,9 @@ def layout(
                             # plotly.js on page switches ("_rangeSliderData" errors).
                             dcc.Graph(
                                 id=ids.WALL_MAP,
-                                figure=build_map_figure(geojson, [], DEFAULT_MEASURE, lang),
+                                figure=build_map_figure(
+                                    geojson, [], DEFAULT_MEASURE, lang, ctx_.settings.map_tiles
+                                ),
                                 className="wall-map",
                                 config={"displayModeBar": False, "scrollZoom": True},
                                 style={"height": "100%"},
@@ -499,7 +502,7 @@ def register(app: Dash, wall: WallContext) -> None:
                 "stale-banner",
             )
         geojson = province_geojson(wall.settings.province, wall.settings.config_dir)
-        figure, built_out = map_update(geojson, rows, measure, lang, built)
+        figure, built_out = map_update(geojson, rows, measure, lang, built, wall.settings.map_tiles)
         names = {r["code"]: r["name"] for r in rows}
         banner_text, banner_class = stale_banner(summary, lang, now)
         return (

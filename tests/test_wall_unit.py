@@ -498,3 +498,14 @@ def test_pages_are_routed_by_path(tmp_path: Any) -> None:
     assert "queue-page" in render_page(context, "/queue", None).className
     assert "overdue-page" in render_page(context, "/wall/overdue", "?lang=en").className
     assert "not-found" in render_page(context, "/nope", None).className
+
+
+def test_a_configured_tile_source_goes_under_the_communes_and_none_needs_no_network() -> None:
+    geojson = province_geojson("08", CONFIG_DIR)
+    offline = build_map_figure(geojson, [], "overdue", "vi").layout.map
+    assert offline.style == "white-bg"
+    assert [layer.sourcetype for layer in offline.layers] == ["geojson"]
+    url = "https://tiles.province.example/{z}/{x}/{y}.png"
+    tiled = build_map_figure(geojson, [], "overdue", "vi", tiles=url).layout.map
+    assert [(layer.sourcetype, list(layer.source)) for layer in tiled.layers] == [("raster", [url])]
+    assert tiled.layers[0].below == "traces"

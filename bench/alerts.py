@@ -47,7 +47,6 @@ import tempfile
 import threading
 import time
 import tracemalloc
-import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -62,11 +61,12 @@ REPO = Path(__file__).resolve().parent.parent
 # alert engine package, not the script's own directory.
 sys.path.insert(0, str(REPO))
 
-from sqlalchemy import create_engine, func, insert, select, text, update  # noqa: E402
-from sqlalchemy.engine import Engine, make_url  # noqa: E402
+from sqlalchemy import func, insert, select, update  # noqa: E402
+from sqlalchemy.engine import Engine  # noqa: E402
 
 from alerts.engine import evaluate  # noqa: E402
 from alerts.policy import load_policy  # noqa: E402
+from bench.scratch_db import scratch_postgres  # noqa: E402
 from control_center import models as m  # noqa: E402
 from control_center.db import make_engine, session_factory  # noqa: E402
 from control_center.domain.calendar import LOCAL_TZ, WorkingCalendar  # noqa: E402
@@ -79,7 +79,6 @@ PROVINCE = "08"
 # Thursday 26 November 2026, 10:00 in the province: a working day after the 24 Nov holiday.
 START = datetime(2026, 11, 26, 10, 0, tzinfo=LOCAL_TZ)
 FLOOR_CYCLE_S = 2.0
-PG_ADMIN_URL = os.environ.get("CC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 DOSSIER_COLUMNS = (
     "dossier_code",
     "commune_code",
@@ -127,21 +126,8 @@ def database(postgres: bool, workdir: Path) -> Iterator[str]:
     if not postgres:
         yield f"sqlite:///{workdir / 'alerts-bench.db'}"
         return
-    admin_url = make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg")
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    name = f"cc_bench_alerts_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
-                {"n": name},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    with scratch_postgres("cc_bench_alerts") as url:
+        yield url
 
 
 def working_days_around(calendar: WorkingCalendar, day: date, back: int, ahead: int) -> list[date]:

@@ -47,9 +47,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sqlalchemy import Engine, create_engine, insert, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import Engine, insert, text  # noqa: E402
 
+from bench.scratch_db import scratch_postgres  # noqa: E402
 from control_center import exports, queries  # noqa: E402
 from control_center.db import Database, make_engine, session_factory  # noqa: E402
 from control_center.domain.calendar import LOCAL_TZ, load_calendar  # noqa: E402
@@ -58,7 +58,6 @@ from control_center.models import Alert, CommuneDaily, CommuneDueBucket, Procedu
 from control_center.reference import seed_reference_data  # noqa: E402
 from control_center.settings import load_settings  # noqa: E402
 
-PG_ADMIN_URL = os.environ.get("CC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 # Thursday 26 November 2026, 10:00 in the province: a working day.
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=LOCAL_TZ).astimezone(UTC)
 OFFICERS = [f"{a} {b}" for a in ("Nguyễn", "Trần", "Lê", "Phạm", "Hoàng") for b in
@@ -77,21 +76,8 @@ def fresh_database(url: str | None) -> Iterator[str]:
     if url:
         yield url
         return
-    admin_url = make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg")
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    name = f"cc_bench_api_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
-                {"n": name},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    with scratch_postgres("cc_bench_api") as created:
+        yield created
 
 
 # --- the province ----------------------------------------------------------------------------

@@ -54,10 +54,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sqlalchemy import Engine, create_engine, insert, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import Engine, insert, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
+from bench.scratch_db import scratch_postgres  # noqa: E402
 from control_center import models as m  # noqa: E402
 from control_center.app import create_app  # noqa: E402
 from control_center.db import make_engine  # noqa: E402
@@ -68,7 +68,6 @@ from control_center.settings import load_settings  # noqa: E402
 from layouts import ids  # noqa: E402
 
 PROVINCE = "08"
-PG_ADMIN_URL = os.environ.get("CC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 # Wednesday 25 November 2026, 10:00 in the province: a working morning.
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=LOCAL_TZ).astimezone(UTC)
 HISTORY_DAYS = 365
@@ -99,22 +98,8 @@ def database(postgres: bool, workdir: Path) -> Iterator[str]:
     if not postgres:
         yield f"sqlite:///{workdir / 'wall-bench.db'}"
         return
-    admin = create_engine(
-        make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
-    )
-    name = f"cc_bench_wall_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield (
-            make_url(PG_ADMIN_URL)
-            .set(drivername="postgresql+psycopg", database=name)
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_postgres("cc_bench_wall") as url:
+        yield url
 
 
 def local_day(instant: datetime) -> date:

@@ -27,16 +27,19 @@ import threading
 import time as _time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, func, insert, select, true
+from sqlalchemy import Select, and_, false, func, insert, select, true
 from sqlalchemy.engine.cursor import CursorFetchStrategy
 from sqlalchemy.orm import Session
 
+from alerts import levels
 from alerts.acks import handle_ack_message
+from alerts.metrics import AlertsMetrics
 from alerts.outbox import (
     EMAIL,
     MQTT,
@@ -72,9 +75,11 @@ from alerts.policy import (
     should_escalate,
     stamped_cause_key,
 )
+from control_center import snapshots
 from control_center.db import insert_for, insert_ignore
 from control_center.domain.calendar import LOCAL_TZ, WorkingCalendar
 from control_center.domain.dossier import local_day
+from control_center.lease import Lease, LeaseLost
 from control_center.models import (
     Alert,
     CentreFeed,
@@ -156,6 +161,7 @@ def evaluate(
     for alert in resolved:
         alert.state = RESOLVED
         alert.resolved_at = now
+    levels.recompute(session, (a.dossier_code for a in resolved))
     result.resolved = [a.alert_id for a in resolved]
 
     # An acknowledgement at any level stops the cause's escalation: someone is on it, even if
@@ -303,7 +309,13 @@ def due_dossiers_query(
         columns += [Dossier.clock_start_at, Dossier.original_due_at]
     # ``is_open = true`` (not IS TRUE) so SQLite's planner matches the partial index predicate.
     # Read with :func:`plain_rows`, in this column order (:func:`_facts`).
-    return select(*columns).where(Dossier.is_open == true(), Dossier.due_at <= horizon)
+    return select(*columns).where(
+        Dossier.is_open == true(),
+        Dossier.due_at <= horizon,
+        # Paused in time: the due date moves with the pause, nothing is due while it lasts
+        # (domain.dossier.clock_stopped_in_time); paused after the due date it stays late.
+        ~and_(Dossier.is_paused == true(), Dossier.paused_since < Dossier.due_at),
+    )
 
 
 class _DueHit(NamedTuple):
@@ -528,6 +540,7 @@ def _commune_decisions(
             .where(
                 CommuneDueBucket.due_minute >= window_start,
                 CommuneDueBucket.due_minute < now,
+                CommuneDueBucket.paused == false(),
             )
             .group_by(CommuneDueBucket.commune_code)
         ):
@@ -561,6 +574,7 @@ def _at_risk(
             CommuneDueBucket.open_count,
         ).where(
             CommuneDueBucket.due_minute >= now,
+            CommuneDueBucket.paused == false(),
             CommuneDueBucket.due_minute <= horizon,
             CommuneDueBucket.open_count > 0,
         )
@@ -575,7 +589,11 @@ def _at_risk(
     overdue = dict(
         session.execute(
             select(CommuneDueBucket.commune_code, func.sum(CommuneDueBucket.open_count))
-            .where(CommuneDueBucket.due_minute < now, CommuneDueBucket.commune_code.in_(communes))
+            .where(
+                CommuneDueBucket.due_minute < now,
+                CommuneDueBucket.paused == false(),
+                CommuneDueBucket.commune_code.in_(communes),
+            )
             .group_by(CommuneDueBucket.commune_code)
         ).all()
     )
@@ -677,11 +695,13 @@ def _insert_alerts(session: Session, rows: list[dict[str, Any]]) -> list[Alert]:
         return []
     new_keys = set(inserted)
     ids = [r["alert_id"] for r in rows if (r["cause_key"], r["level"]) in new_keys]
-    return [
+    alerts = [
         alert
         for chunk in _chunks(ids)
         for alert in session.scalars(select(Alert).where(Alert.alert_id.in_(chunk)))
     ]
+    levels.raised(session, alerts)  # the dossiers' stored escalation level, same transaction
+    return alerts
 
 
 def _chunks(items: list[Any], size: int = 5000) -> Iterator[list[Any]]:
@@ -956,15 +976,23 @@ def write_heartbeat(session: Session, now: datetime, info: dict[str, Any]) -> No
 # --- the process ----------------------------------------------------------------------------
 
 
+LEASE_NAME = "alerts"
+
+
 def run(
     settings: Settings,
     stop_event: threading.Event | None = None,
     *,
     clock: Callable[[], datetime] = utcnow,
     policy: Policy | None = None,
+    lease: Lease | None = None,
 ) -> None:
     """Evaluate, deliver, beat, every ``alerts_interval_s``, until ``stop_event`` is set.
 
+    Several instances may run (one per host, say): only the holder of the ``alerts`` lease
+    (:mod:`control_center.lease`) evaluates, writes and sends; the others wait on standby, record
+    acknowledgements, and take over within ``alerts_lease_s * 4 / 3`` of the holder's last
+    renewal.
     Acknowledgements received over MQTT are recorded between cycles (within half a second).
     A failing cycle (database away, bad row) is logged and retried next interval.
     """
@@ -976,52 +1004,159 @@ def run(
     policy = policy or load_policy(settings.policy_file)
     calendar = calendar_from_settings(settings)
     engine = engine_from_settings(settings)
+    _limit_idle_transactions(engine, settings.alerts_lease_s)
     factory = session_factory(engine)
+    lease = lease or Lease(LEASE_NAME, settings.alerts_lease_s)
+    metrics = AlertsMetrics()
+    if settings.alerts_metrics_port:
+        metrics.serve(settings.alerts_metrics_port)
     mqtt = AlertsMqtt(settings)
     webhook, email = webhook_from_settings(settings), email_from_settings(settings)
+    # What the leader sends goes through the fence: nothing leaves once the lease ran out.
+    units = _LeaderUnits(lease)
+    channels = (
+        _Fenced(mqtt, lease),
+        _Fenced(webhook, lease) if webhook else None,
+        _Fenced(email, lease) if email else None,
+    )
     mqtt.start()
-    log.info("alert engine started: %s", settings.redacted().get("mqtt_url"))
+    log.info(
+        "alert engine started: %s, instance %s",
+        settings.redacted().get("mqtt_url"),
+        lease.holder,
+    )
     next_cycle = next_check = 0.0
     checked: datetime | None = None  # up to when thresholds have been looked at
     try:
         while not stop.is_set():
             _drain_acks(mqtt, factory, settings, clock)
-            if _time.monotonic() >= next_cycle:
-                next_cycle = _time.monotonic() + settings.alerts_interval_s
-                next_check = _time.monotonic() + CROSSING_CHECK_S
-                checked = (
-                    _cycle(
-                        factory,
-                        transaction,
-                        settings,
-                        calendar,
-                        policy,
-                        clock,
-                        mqtt,
-                        webhook,
-                        email,
+            metrics.mqtt_connected.set(1 if mqtt.is_connected() else 0)
+            if lease.renewal_due() or not lease.valid():
+                was_leader = lease.held
+                if _try_lead(lease, factory) and not was_leader:
+                    log.info("alert engine %s is now the active instance", lease.holder)
+                    metrics.leadership_changes.labels("acquired").inc()
+                    next_cycle, checked = 0.0, None  # catch up at once: a full cycle first
+                elif was_leader and not lease.held:
+                    log.warning("alert engine %s lost the lease: standby", lease.holder)
+                    metrics.leadership_changes.labels("lost").inc()
+            metrics.is_leader.set(1 if lease.valid() else 0)
+            try:
+                if not lease.valid():
+                    pass  # standby: acknowledgements only
+                elif _time.monotonic() >= next_cycle:
+                    next_cycle = _time.monotonic() + settings.alerts_interval_s
+                    next_check = _time.monotonic() + CROSSING_CHECK_S
+                    checked = (
+                        _cycle(
+                            factory, units, settings, calendar, policy, clock, *channels, metrics
+                        )
+                        or checked
                     )
-                    or checked
-                )
-            elif checked is not None and _time.monotonic() >= next_check:
-                next_check = _time.monotonic() + CROSSING_CHECK_S
-                checked = _crossings(
-                    factory,
-                    transaction,
-                    settings,
-                    calendar,
-                    policy,
-                    clock,
-                    checked,
-                    mqtt,
-                    webhook,
-                    email,
-                )
+                elif checked is not None and _time.monotonic() >= next_check:
+                    next_check = _time.monotonic() + CROSSING_CHECK_S
+                    checked = _crossings(
+                        factory, units, settings, calendar, policy, clock, checked, *channels
+                    )
+            except LeaseLost as exc:
+                log.warning("alert engine %s stopped acting: %s", lease.holder, exc)
+                metrics.leadership_changes.labels("lost").inc()
+                metrics.is_leader.set(0)
             stop.wait(min(0.25, settings.alerts_interval_s))
     finally:
         mqtt.stop()
+        if lease.valid():
+            try:
+                with transaction(factory) as session:
+                    lease.release(session)
+            except Exception:
+                log.exception("releasing the alerts lease failed; a standby waits for expiry")
         engine.dispose()
         log.info("alert engine stopped")
+
+
+def _try_lead(lease: Lease, factory: Any) -> bool:
+    """Take or renew the lease. A database that does not answer is not a crash: a holder keeps
+    its token and renews once the database is back, unless its lease ran out meanwhile."""
+    try:
+        return lease.acquire(factory)
+    except Exception:
+        log.exception("alerts lease: database unavailable")
+        return False
+
+
+class _LeaderUnits:
+    """``transaction(factory)`` for the lease holder. Every unit of work confirms the lease as
+    its last statement; one that sends (``sending=True``) also takes it as its first, so that
+    nobody can take the lease over between reading the outbox and marking its rows sent.
+
+    Deciding takes it first on PostgreSQL only (a row lock that blocks nobody else). On SQLite
+    it would be the database's write lock for the whole cycle, holding up the collector; the
+    confirmation at the end rolls the cycle back if a standby took over meanwhile, which needs
+    a cycle longer than ``alerts_lease_s``.
+    """
+
+    def __init__(self, lease: Lease) -> None:
+        self.lease = lease
+
+    @contextmanager
+    def __call__(self, factory: Any, *, sending: bool = False) -> Iterator[Session]:
+        from control_center.db import transaction
+
+        with transaction(factory) as session:
+            if sending or session.get_bind().dialect.name == "postgresql":
+                self.lease.hold(session)
+            yield session
+            self.lease.confirm(session)
+
+
+class _Fenced:
+    """A delivery channel that refuses to send once this instance's lease ran out.
+
+    The database lock stops a standby from taking over mid-delivery; this stops the other
+    case, a holder frozen (SIGSTOP, VM pause) past its lease that wakes up with messages in
+    hand: its monotonic clock tells it before anything leaves the process.
+    """
+
+    def __init__(self, channel: Any, lease: Lease) -> None:
+        self.channel, self.lease = channel, lease
+
+    def is_connected(self) -> bool:
+        return bool(self.channel.is_connected())
+
+    def publish_confirmed(
+        self, messages: Sequence[tuple[str, bytes]], timeout: float
+    ) -> list[str | None]:
+        self._check()
+        return list(self.channel.publish_confirmed(messages, timeout))
+
+    def send(self, target: str, payload: dict[str, Any]) -> None:
+        self._check()
+        self.channel.send(target, payload)
+
+    def _check(self) -> None:
+        if not self.lease.valid():
+            raise LeaseLost(f"lease {self.lease.name} ran out before sending")
+
+
+def _limit_idle_transactions(engine: Any, lease_s: float) -> None:
+    """PostgreSQL ends a session left idle inside a transaction for twice the lease (30 s at
+    least).
+
+    A frozen leader holding the lease row's lock would otherwise keep every standby waiting
+    for as long as it stays frozen.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    from sqlalchemy import event
+
+    timeout_ms = int(max(2 * lease_s, 30.0) * 1000)
+
+    @event.listens_for(engine, "connect")
+    def _set_timeout(dbapi_conn: Any, _record: Any) -> None:
+        with dbapi_conn.cursor() as cur:
+            cur.execute(f"SET idle_in_transaction_session_timeout = {timeout_ms}")
+        dbapi_conn.commit()
 
 
 def _cycle(
@@ -1034,10 +1169,15 @@ def _cycle(
     mqtt: Any,
     webhook: Any,
     email: Any,
+    metrics: AlertsMetrics | None = None,
 ) -> datetime | None:
-    """One full cycle; the instant it evaluated, None when it failed."""
+    """One full cycle; the instant it evaluated, None when it failed.
+
+    :class:`LeaseLost` propagates: the caller stops acting at once.
+    """
     info: dict[str, Any] = {}
     evaluated: datetime | None = None
+    started = _time.perf_counter()
     try:
         now = clock()
         with transaction(factory) as session:
@@ -1050,13 +1190,30 @@ def _cycle(
         info.update(sent=delivered.sent, failed=delivered.failed, deferred=delivered.deferred)
         if delivered.errors:
             log.warning("alerts delivery problems: %s", delivered.errors[:5])
+        if metrics is not None:
+            metrics.observe_cycle(info, _time.perf_counter() - started)
+            metrics.observe_delivery(delivered.sent, delivered.failed, delivered.deferred)
+            metrics.cycles.labels("ok").inc()
+    except LeaseLost:
+        raise
     except Exception as exc:
         log.exception("alerts cycle failed")
         info["error"] = f"{type(exc).__name__}: {exc}"[:500]
+        if metrics is not None:
+            metrics.cycles.labels("failed").inc()
+    try:  # the wall's "same time yesterday" of its state figures; one writer: the leader
+        with transaction(factory) as session:
+            snapshots.take(session, settings, calendar, clock())
+    except LeaseLost:
+        raise
+    except Exception:
+        log.exception("summary snapshot failed")
     try:
         with transaction(factory) as session:
             info["mqtt_connected"] = bool(mqtt.is_connected())
             write_heartbeat(session, clock(), info)
+    except LeaseLost:
+        raise
     except Exception:
         log.exception("alerts heartbeat failed")
     return evaluated
@@ -1083,6 +1240,8 @@ def _crossings(
             log.info("alerts crossing: %d raised", len(result.raised))
             _deliver(factory, transaction, policy, clock(), mqtt, webhook, email)
         return now
+    except LeaseLost:
+        raise
     except Exception:
         log.exception("alerts crossing check failed")  # the next full cycle catches up
         return since
@@ -1097,7 +1256,8 @@ def _deliver(
     webhook: Any,
     email: Any,
 ) -> DeliveryResult:
-    with transaction(factory) as session:
+    units = transaction if isinstance(transaction, _LeaderUnits) else None
+    with units(factory, sending=True) if units else transaction(factory) as session:
         return deliver_outbox(
             session, now, policy.delivery, mqtt=mqtt, webhook=webhook, email=email
         )

@@ -66,7 +66,7 @@ class AlertsMqtt:
         if target.username:
             self.client.username_pw_set(target.username, target.password)
         if target.tls:
-            self.client.tls_set(ca_certs=target.ca_file)
+            self.client.tls_set(**target.tls_options())
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect

@@ -18,15 +18,23 @@ PG_ADMIN_URL = os.environ.get("CC_TEST_POSTGRES_URL", "postgresql://postgres@127
 
 
 @contextmanager
-def scratch_postgres(prefix: str) -> Iterator[str]:
-    """Yield the URL of a fresh database named ``{prefix}_<random>``; dropped on exit."""
+def scratch_postgres(prefix: str, *, keep: bool = False) -> Iterator[str]:
+    """Yield the URL of a fresh database named ``{prefix}_<random>``; dropped on exit unless
+    ``keep`` (a large build timed again later with ``--database-url``)."""
     admin_url = make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg")
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.set(database=name).render_as_string(hide_password=False)
+    if keep:
+        try:
+            yield url
+        finally:
+            admin.dispose()
+        return
     try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
+        yield url
     finally:
         with admin.connect() as conn:
             conn.execute(

@@ -10,6 +10,7 @@ Everything is batched: a fixed number of statements per batch, never one per eve
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -26,6 +27,7 @@ from sqlalchemy import (
     CursorResult,
     Date,
     DateTime,
+    Dialect,
     Engine,
     String,
     Table,
@@ -121,6 +123,8 @@ def _newer(table: Any, excluded: Any, column: str) -> Any:
 
 
 _STATE_FIELDS = tuple(f.name for f in fields(dd.DossierState))
+# Dossier columns a re-derived state never overwrites: the key, and the alert engine's level.
+_KEEP = frozenset({"dossier_code", "escalation_level"})
 
 
 def state_from_row(row: Any) -> dd.DossierState:
@@ -148,43 +152,63 @@ def row_from_state(state: dd.DossierState, now: datetime) -> dict[str, Any]:
 def sqlite_utc_text(value: datetime) -> str:
     """An aware datetime as SQLAlchemy's SQLite DATETIME stores a :class:`m.UTCDateTime`
     (UTC, no offset, microseconds), so text order stays time order."""
-    if value.tzinfo is None:
+    offset = value.utcoffset()
+    if offset is None:
         raise ValueError("naive datetime given to a UTC column")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    # Subtracting the offset from the naive wall time is UTC, three times cheaper than
+    # astimezone(UTC) (it was a tenth of the collector's time on SQLite).
+    return (value.replace(tzinfo=None) - offset).isoformat(" ", "microseconds")
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _json_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def _json_value(type_: Any, is_time: bool, is_json: bool) -> Callable[[Any], Any] | None:
     """How a value travels in the JSON text of :class:`RawValues` (None: as it is)."""
     if is_time or isinstance(type_, Date | Uuid):
         return str  # ISO 8601 with offset for datetimes, as PostgreSQL parses them
-    if is_json:
-        return lambda x: x if isinstance(x, str) else json.dumps(x, ensure_ascii=False)
-    return None
+    return _json_text if is_json else None
 
 
 class RawValues:
     """An INSERT of many rows of ``columns`` of ``table``, shaped for speed per backend.
 
-    Datetime and JSON values are converted once per row by us instead of by SQLAlchemy's type
-    processors per value (at batches of 500 those were a fifth of the collector's CPU). On
-    PostgreSQL the whole batch goes as one JSON text into ``INSERT ... SELECT FROM
-    json_to_recordset(...)``: a short statement with one parameter, where a multi-row VALUES
-    list made the driver parse thousands of placeholders every batch, and arrays per column
-    made it escape every value in Python (each a third of the time on PostgreSQL). The stored
-    values are the same as through the ORM types (``tests/test_ingest.py``)."""
+    Values are converted once per row by us instead of by SQLAlchemy's type processors per
+    value, and the statement is executed without SQLAlchemy's per-row parameter handling (at
+    batches of 500, each of those was a fifth of the collector's CPU):
 
-    def __init__(self, table: Any, columns: Sequence[str], dialect: str) -> None:
-        self.sqlite = dialect == "sqlite"
+    - SQLite: the statement is compiled once to SQL text with ``?`` placeholders and handed to
+      the driver with one tuple per row (``executemany`` runs the prepared statement in C), or,
+      for ``RETURNING``, as one multi-row ``VALUES`` list (the driver returns no rows from
+      ``executemany``). Datetimes become the exact text SQLAlchemy stores
+      (:func:`sqlite_utc_text`).
+    - PostgreSQL: the whole batch goes as one JSON text into ``INSERT ... SELECT FROM
+      json_to_recordset(...)``: a short statement with one parameter, where a multi-row VALUES
+      list made the driver parse thousands of placeholders every batch, and arrays per column
+      made it escape every value in Python (each a third of the time on PostgreSQL).
+
+    The stored values are the same as through the ORM types (``tests/test_ingest.py``)."""
+
+    def __init__(self, table: Any, columns: Sequence[str], dialect: Dialect) -> None:
+        self.sqlite = dialect.name == "sqlite"
+        self.dialect = dialect
         # Python-side callable defaults (a uuid id) run once per statement in INSERT ... SELECT:
-        # give every row its own value instead.
-        self.generated = {
-            c.name: c.default.arg
-            for c in table.c
-            if not self.sqlite
-            and c.name not in columns
-            and c.default is not None
-            and c.default.is_callable
-        }
+        # give every row its own value instead. On SQLite, where we bypass SQLAlchemy's
+        # execution, scalar defaults are filled in by us too.
+        self.generated: dict[str, Callable[[], Any]] = {}
+        for c in table.c:
+            default = c.default
+            if c.name in columns or default is None:
+                continue
+            if default.is_callable:
+                self.generated[c.name] = functools.partial(default.arg, None)
+            elif default.is_scalar and self.sqlite:
+                self.generated[c.name] = functools.partial(_same, default.arg)
         columns = self.columns = (*columns, *self.generated)
         self.times = [c for c in columns if isinstance(table.c[c].type, m.UTCDateTime)]
         self.jsons = [c for c in columns if isinstance(table.c[c].type, JSON | JSONB)]
@@ -196,9 +220,18 @@ class RawValues:
                     return String()  # sqlite_utc_text already
                 return Text() if c in self.jsons else table.c[c].type
 
+            def to_driver(c: str) -> Callable[[Any], Any] | None:
+                if c in self.times:
+                    return sqlite_utc_text
+                if c in self.jsons:
+                    return _json_text
+                return table.c[c].type.dialect_impl(dialect).bind_processor(dialect)
+
             self.insert = sqlite_insert(table).values(
                 {c: bindparam(c, type_=bind_type(c)) for c in columns}
             )
+            self.to_driver = [to_driver(c) for c in columns]
+            self._compiled: dict[int, tuple[str, tuple[str, ...]]] = {}
             return
 
         def record_type(c: str) -> Any:
@@ -219,28 +252,74 @@ class RawValues:
             c: _json_value(table.c[c].type, c in self.times, c in self.jsons) for c in columns
         }
 
-    def rows(self, rows: Sequence[dict[str, Any]]) -> Any:
-        """The statement's parameters; a JSON value given as ``str`` is JSON text already."""
+    def execute(
+        self, session: Session, stmt: Any, rows: Sequence[dict[str, Any]], returning: bool = False
+    ) -> list[Any]:
+        """Run ``stmt`` (built on :attr:`insert`) for ``rows``; the RETURNING rows if asked."""
         if not self.sqlite:
-            for c, make in self.generated.items():
-                rows = [{**r, c: make(None)} for r in rows]
-            convert = self.to_json
-            records = [
-                {c: x if (f := convert[c]) is None or x is None else f(x) for c, x in r.items()}
-                for r in rows
-            ]
-            return {"rows": json.dumps(records, ensure_ascii=False)}
+            result = session.execute(stmt, self._json_rows(rows))
+            return list(result) if returning else []
+        sql, names = self._sqlite_sql(stmt)
+        connection = session.connection()
+        values = self._tuples(rows, names)
+        if not returning:
+            connection.exec_driver_sql(sql, values)
+            return []
+        # One statement per chunk with a multi-row VALUES list: SQLite accepts 32766 parameters.
+        single = "VALUES (" + ", ".join("?" * len(names)) + ")"
+        head, tail = sql.split(single)
+        out: list[Any] = []
+        per_chunk = max(1, 30000 // len(names))
+        for chunk in _chunks(values, per_chunk):
+            many = ", ".join(["(" + ", ".join("?" * len(names)) + ")"] * len(chunk))
+            flat = tuple(x for row in chunk for x in row)
+            out.extend(connection.exec_driver_sql(f"{head}VALUES {many}{tail}", flat))
+        return out
+
+    def _sqlite_sql(self, stmt: Any) -> tuple[str, tuple[str, ...]]:
+        """The statement's SQL text and its parameter names in placeholder order."""
+        found = self._compiled.get(id(stmt))
+        if found is None:
+            compiled = stmt.compile(dialect=self.dialect)
+            names = tuple(compiled.positiontup or ())
+            if sorted(names) != sorted(self.columns):
+                # Only the row's own values may be parameters: a literal elsewhere in the
+                # statement would need SQLAlchemy's execution to bind it.
+                raise ValueError(f"statement parameters {names} are not the row {self.columns}")
+            found = self._compiled[id(stmt)] = (compiled.string, names)
+        return found
+
+    def _tuples(
+        self, rows: Sequence[dict[str, Any]], names: tuple[str, ...]
+    ) -> list[tuple[Any, ...]]:
+        own = [c for c in names if c not in self.generated]
+        made = [self.generated[c] for c in names if c in self.generated]
+        # Own values first, then generated ones; ``order`` puts them in placeholder order.
+        slots = own + [c for c in names if c in self.generated]
+        order = [slots.index(c) for c in names]
+        converters = dict(zip(self.columns, self.to_driver, strict=True))
+        pairs = [(i, f) for i, c in enumerate(slots) if (f := converters[c]) is not None]
+        in_order = order == list(range(len(order)))
         out = []
         for row in rows:
-            row = dict(row)
-            for c in self.times:
-                if row[c] is not None:
-                    row[c] = sqlite_utc_text(row[c])
-            for c in self.jsons:
-                if not isinstance(row[c], str):
-                    row[c] = json.dumps(row[c], ensure_ascii=False)
-            out.append(row)
+            values = [row[c] for c in own]
+            values.extend(make() for make in made)
+            for i, convert in pairs:
+                if values[i] is not None:
+                    values[i] = convert(values[i])
+            out.append(tuple(values) if in_order else tuple(values[i] for i in order))
         return out
+
+    def _json_rows(self, rows: Sequence[dict[str, Any]]) -> dict[str, str]:
+        """One JSON text with every row; a JSON value given as ``str`` is JSON text already."""
+        for c, make in self.generated.items():
+            rows = [{**r, c: make()} for r in rows]
+        convert = self.to_json
+        records = [
+            {c: x if (f := convert[c]) is None or x is None else f(x) for c, x in r.items()}
+            for r in rows
+        ]
+        return {"rows": json.dumps(records, ensure_ascii=False)}
 
 
 class FeedDeltas:
@@ -308,7 +387,7 @@ class Ingestor:
             RawValues,
             self._statement(
                 ("raw", table.name, columns),
-                lambda: RawValues(table, columns, self.engine.dialect.name),
+                lambda: RawValues(table, columns, self.engine.dialect),
             ),
         )
 
@@ -318,6 +397,15 @@ class Ingestor:
         if self.is_postgres:
             return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
         return column.in_(values)
+
+    def _not_in(self, column: Any, values: Sequence[Any]) -> Any:
+        """``column NOT IN values``; on PostgreSQL ``NOT IN (SELECT unnest(array))``, one
+        parameter, which the server checks with a hash per row (``<> ALL(array)`` compared
+        every row with every value and made the reads slower than what they saved)."""
+        if self.is_postgres:
+            array = bindparam(None, list(values), type_=ARRAY(column.type))
+            return column.not_in(select(func.unnest(array)).scalar_subquery())
+        return column.not_in(values)
 
     def _raw_payload(self, table: Any) -> Any:
         """The payload column as JSON text, decoded by us only when needed."""
@@ -335,7 +423,7 @@ class Ingestor:
             ("ignore", table.name, tuple(rows[0])),
             lambda: raw.insert.on_conflict_do_nothing(index_elements=[key]).returning(table.c[key]),
         )
-        return list(session.execute(stmt, raw.rows(rows)).scalars())
+        return [r[0] for r in raw.execute(session, stmt, rows, returning=True)]
 
     def _upsert(
         self,
@@ -360,7 +448,7 @@ class Ingestor:
             )
 
         stmt = self._statement(("upsert", table.name, tuple(rows[0])), build)
-        session.execute(stmt, raw.rows(rows))
+        raw.execute(session, stmt, rows)
 
     def _add_counts(
         self,
@@ -386,9 +474,10 @@ class Ingestor:
         ):
             return
         with self.engine.connect() as conn:
-            communes = conn.execute(
-                select(m.Commune.code).where(m.Commune.province_code == self.settings.province)
-            ).scalars()
+            in_scope = select(m.Commune.code)
+            if not self.settings.national:
+                in_scope = in_scope.where(m.Commune.province_code == self.settings.province)
+            communes = conn.execute(in_scope).scalars()
             self._communes = frozenset(communes)
             procedures: dict[str, dd.ProcedureTerms | None] = {}
             for p in conn.execute(select(m.Procedure.__table__)):
@@ -415,7 +504,7 @@ class Ingestor:
             msg.topic,
             msg.payload,
             msg.arrived_at,
-            province=self.settings.province,
+            province=None if self.settings.national else self.settings.province,
             known_communes=self._communes,
             max_payload_bytes=self.settings.max_payload_bytes,
             max_future_skew_s=self.settings.max_future_skew_s,
@@ -669,56 +758,64 @@ class Ingestor:
         new_dossier: Sequence[tuple[InboundMessage, v.ValidEvent]],
         result: BatchResult,
     ) -> None:
-        new_per_code: Counter[str] = Counter()
         first_arrival: dict[str, datetime] = {}
+        batch_events: dict[str, list[dd.Event]] = defaultdict(list)
         for msg, ev in new_dossier:
             code = ev.dossier_code or ""
-            new_per_code[code] += 1
             first_arrival.setdefault(code, msg.arrived_at)
-        codes = sorted(new_per_code)
+            batch_events[code].append(
+                dd.Event(ev.event_id or "", ev.type, ev.occurred_at, ev.commune_code, ev.payload)
+            )
+        codes = sorted(batch_events)
         table = m.Dossier.__table__
-        events_t = m.DossierEvent.__table__
-        old_rows: dict[str, Any] = {}
-        events: dict[str, list[dd.Event]] = defaultdict(list)
-        # The batch's own events are in memory already: only older payloads are decoded.
-        in_batch = {ev.event_id: ev for _, ev in new_dossier}
-        raw_payload = self._raw_payload(events_t)
+        old_states: dict[str, dd.DossierState] = {}
         for chunk in _chunks(codes):
-            in_chunk = self._in(table.c.dossier_code, chunk)
-            for r in session.execute(select(table).where(in_chunk)).all():
-                old_rows[r.dossier_code] = r
-            for r in session.execute(
-                select(
-                    events_t.c.dossier_code,
-                    events_t.c.event_id,
-                    events_t.c.type,
-                    events_t.c.occurred_at,
-                    events_t.c.commune_code,
-                    raw_payload.label("payload"),
-                ).where(self._in(events_t.c.dossier_code, chunk))
-            ).all():
-                known = in_batch.get(r.event_id)
-                payload = known.payload if known is not None else json.loads(r.payload)
-                events[r.dossier_code].append(
-                    dd.Event(r.event_id, r.type, r.occurred_at, r.commune_code, payload)
-                )
+            for r in session.execute(select(table).where(self._in(table.c.dossier_code, chunk))):
+                old_states[r.dossier_code] = state_from_row(r)
+
+        # The common case, a dossier's next events in time order, folds them onto the stored
+        # state; anything else (a new dossier, a late event, a re-dated dossier) is derived
+        # again from all of the dossier's events.
+        new_states: dict[str, dd.DossierState | None] = {}
+        for code, stored in old_states.items():
+            folded = dd.fold_onto(stored, batch_events[code], self.calendar)
+            if folded is not None:
+                new_states[code] = folded
+        refold = [code for code in codes if code not in new_states]
+        older = self._older_dossier_events(session, refold, batch_events)
+        history_pruned: set[str] = set()
+        for code in refold:
+            old_state = old_states.get(code)
+            if old_state is not None and len(older.get(code, [])) < old_state.event_count:
+                # Its events were pruned (control_center/retention.py): derived again from what
+                # is left it would lose them. The stored state stands; the late event is kept.
+                history_pruned.add(code)
+                continue
+            all_events = batch_events[code] + older.get(code, [])
+            new_states[code] = dd.derive_state(code, all_events, self.calendar, self._terms)
+        if history_pruned:
+            log.warning(
+                "late events for dossiers with pruned history kept, not applied",
+                extra={"dossiers": sorted(history_pruned)[:20], "count": len(history_pruned)},
+            )
 
         now = datetime.now(UTC)
         upserts: list[dict[str, Any]] = []
-        buckets: Counter[tuple[str, datetime | None]] = Counter()
+        buckets: Counter[tuple[str, datetime | None, bool]] = Counter()
         daily: Counter[tuple[str, date, str]] = Counter()
         resolved_event_ids: list[str] = []
         for code in codes:
-            old_row = old_rows.get(code)
-            new_state = dd.derive_state(code, events[code], self.calendar, self._terms)
+            if code in history_pruned:
+                continue
+            new_state = new_states[code]
             if new_state is None:
                 # An orphan: stored, not materialised; the sweep dead-letters it after a grace.
                 self._orphans_seen.setdefault(code, first_arrival[code])
                 continue
-            old_state = state_from_row(old_row) if old_row is not None else None
-            if old_row is None and len(events[code]) > new_per_code[code]:
+            old_state = old_states.get(code)
+            if old_state is None and code in older:
                 # Earlier events waited for this received event: their dead letter is resolved.
-                resolved_event_ids.extend(e.event_id for e in events[code])
+                resolved_event_ids.extend(e.event_id for e in older[code] + batch_events[code])
             upserts.append(row_from_state(new_state, now))
             old_key, new_key = dd.due_bucket_key(old_state), dd.due_bucket_key(new_state)
             if old_key != new_key:
@@ -733,7 +830,8 @@ class Ingestor:
             table,
             upserts,
             ["dossier_code"],
-            lambda ins: {c.name: ins.excluded[c.name] for c in table.c if c.name != "dossier_code"},
+            # escalation_level belongs to the alert engine (alerts/levels.py): never reset it.
+            lambda ins: {c.name: ins.excluded[c.name] for c in table.c if c.name not in _KEEP},
         )
         result.dossiers_changed += len(upserts)
         self._apply_due_buckets(session, buckets)
@@ -761,33 +859,72 @@ class Ingestor:
                     .values(resolved_at=now)
                 )
 
+    def _older_dossier_events(
+        self, session: Session, codes: Sequence[str], batch_events: dict[str, list[dd.Event]]
+    ) -> dict[str, list[dd.Event]]:
+        """The stored events of these dossiers other than the batch's own (in memory already)."""
+        events_t = m.DossierEvent.__table__
+        raw_payload = self._raw_payload(events_t)
+        older: dict[str, list[dd.Event]] = defaultdict(list)
+        for chunk in _chunks(codes):
+            own = [e.event_id for code in chunk for e in batch_events[code]]
+            query = select(
+                events_t.c.dossier_code,
+                events_t.c.event_id,
+                events_t.c.type,
+                events_t.c.occurred_at,
+                events_t.c.commune_code,
+                raw_payload.label("payload"),
+            ).where(
+                self._in(events_t.c.dossier_code, chunk), self._not_in(events_t.c.event_id, own)
+            )
+            for r in session.execute(query):
+                older[r.dossier_code].append(
+                    dd.Event(
+                        r.event_id, r.type, r.occurred_at, r.commune_code, json.loads(r.payload)
+                    )
+                )
+        return older
+
     def _apply_due_buckets(
-        self, session: Session, deltas: Counter[tuple[str, datetime | None]]
+        self, session: Session, deltas: Counter[tuple[str, datetime | None, bool]]
     ) -> None:
         table = typing.cast(Table, m.CommuneDueBucket.__table__)
         rows = sorted(
-            ((c, due, n) for (c, due), n in deltas.items() if n),
-            key=lambda r: (r[0], r[1] is not None, r[1] or datetime.min.replace(tzinfo=UTC)),
+            ((c, due, paused, n) for (c, due, paused), n in deltas.items() if n),
+            key=lambda r: (r[0], r[1] is not None, r[1] or datetime.min.replace(tzinfo=UTC), r[2]),
         )
         dated = [
-            {"commune_code": c, "due_minute": due, "open_count": n} for c, due, n in rows if due
+            {"commune_code": c, "due_minute": due, "paused": paused, "open_count": n}
+            for c, due, paused, n in rows
+            if due
         ]
-        self._add_counts(session, table, dated, ["commune_code", "due_minute"], "open_count")
+        self._add_counts(
+            session, table, dated, ["commune_code", "due_minute", "paused"], "open_count"
+        )
         # A unique index treats NULLs as distinct, so ON CONFLICT never fires for the
         # no-due-date bucket: update it in place, insert it the first time.
-        for c, due, n in rows:
+        for c, due, paused, n in rows:
             if due is not None:
                 continue
             done = typing.cast(
                 CursorResult[Any],
                 session.execute(
                     update(table)
-                    .where(table.c.commune_code == c, table.c.due_minute.is_(None))
+                    .where(
+                        table.c.commune_code == c,
+                        table.c.due_minute.is_(None),
+                        table.c.paused == paused,
+                    )
                     .values(open_count=table.c.open_count + n)
                 ),
             )
             if done.rowcount == 0:
-                session.execute(insert(table).values(commune_code=c, due_minute=None, open_count=n))
+                session.execute(
+                    insert(table).values(
+                        commune_code=c, due_minute=None, paused=paused, open_count=n
+                    )
+                )
 
     # --- queue ---------------------------------------------------------------------------
 
@@ -819,8 +956,18 @@ class Ingestor:
             # Ticket numbers restart every local day: the key's day picks the right events.
             start = datetime.combine(days[0], dtime(0), LOCAL_TZ)
             end = datetime.combine(days[-1], dtime(0), LOCAL_TZ) + timedelta(days=1)
+            # The batch's own events are in memory: only older ones are read (and decoded).
             grouped: dict[tuple[str, date, str], list[dd.Event]] = defaultdict(list)
-            in_batch = {ev.event_id: ev for _, ev in new_queue}
+            own: list[str] = []
+            for _, ev in new_queue:
+                if ev.type not in dq.COUNTER_EVENT_TYPES and ev.ticket_no:
+                    key = (ev.commune_code, dq.service_day(ev.occurred_at), ev.ticket_no)
+                    grouped[key].append(
+                        dd.Event(
+                            ev.event_id or "", ev.type, ev.occurred_at, ev.commune_code, ev.payload
+                        )
+                    )
+                    own.append(ev.event_id or "")
             for chunk in _chunks(numbers):
                 for r in session.execute(
                     select(
@@ -836,15 +983,19 @@ class Ingestor:
                         events_t.c.occurred_at >= start,
                         events_t.c.occurred_at < end,
                         events_t.c.type.not_in(("counter_opened", "counter_closed")),
+                        self._not_in(events_t.c.event_id, own),
                     )
-                ).all():
+                ):
                     key = (r.commune_code, dq.service_day(r.occurred_at), r.ticket_no)
                     if key in tickets:
-                        # The batch's own events are in memory: only older payloads are decoded.
-                        known = in_batch.get(r.event_id)
-                        payload = known.payload if known is not None else json.loads(r.payload)
                         grouped[key].append(
-                            dd.Event(r.event_id, r.type, r.occurred_at, r.commune_code, payload)
+                            dd.Event(
+                                r.event_id,
+                                r.type,
+                                r.occurred_at,
+                                r.commune_code,
+                                json.loads(r.payload),
+                            )
                         )
             rows = []
             for key in sorted(tickets):

@@ -40,7 +40,8 @@ KINDS = ("dossier", "queue", "status")
 
 def subscriptions(settings: Settings) -> list[str]:
     prefix = f"$share/{settings.mqtt_shared_group}/" if settings.mqtt_shared_group else ""
-    return [f"{prefix}dvc/v1/{settings.province}/+/{kind}" for kind in KINDS]
+    province = "+" if settings.national else settings.province  # CC_SCOPE=national: all 34
+    return [f"{prefix}dvc/v1/{province}/+/{kind}" for kind in KINDS]
 
 
 class Collector:
@@ -63,6 +64,8 @@ class Collector:
         self.subscribed = threading.Event()  # set once the broker accepted our subscriptions
         self.totals = BatchResult()
         self.client = self._make_client()
+        self._next_beat = self._next_summary = 0.0  # monotonic times
+        self._submitted_at = 0.0  # when the batch being stored went to the ingest process
 
     # --- MQTT side (paho's thread) -------------------------------------------------------
 
@@ -80,7 +83,7 @@ class Collector:
         if target.username:
             client.username_pw_set(target.username, target.password)
         if target.tls:
-            client.tls_set(ca_certs=target.ca_file)
+            client.tls_set(**target.tls_options())
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -169,13 +172,17 @@ class Collector:
 
     # --- writer side ---------------------------------------------------------------------
 
-    def take_batch(self, wait_s: float) -> list[InboundMessage]:
+    def take_batch(self, wait_s: float, fill_s: float | None = None) -> list[InboundMessage]:
+        """Up to a batch of messages: waits ``wait_s`` for the first one, then up to ``fill_s``
+        (``collector_batch_seconds`` by default) for the batch to fill."""
         size = self.settings.collector_batch_size
         try:
             batch = [self.inbox.get(timeout=wait_s)]
         except queue.Empty:
             return []
-        deadline = time.monotonic() + self.settings.collector_batch_seconds
+        if fill_s is None:
+            fill_s = self.settings.collector_batch_seconds
+        deadline = time.monotonic() + fill_s
         while len(batch) < size:
             try:
                 batch.append(self.inbox.get_nowait())  # a backlog: no waiting per message
@@ -223,23 +230,57 @@ class Collector:
                     return False
                 delay = min(delay * 2, MAX_BACKOFF_S)
                 continue
-            seconds = time.monotonic() - started
-            self._ack(batch)
-            self.metrics.received.inc(len(batch))
-            self.metrics.observe_batch(result, seconds)
-            self.totals.add(result)
-            log.debug(
-                "batch",
-                extra={
-                    "received": result.received,
-                    "stored": result.stored,
-                    "duplicates": result.duplicates,
-                    "dead_lettered": result.dead_lettered,
-                    "dossiers": result.dossiers_changed,
-                    "seconds": round(seconds, 4),
-                },
-            )
+            self._stored(batch, result, time.monotonic() - started)
             return True
+
+    def commit_overlapped(self, batch: Sequence[InboundMessage]) -> list[InboundMessage] | None:
+        """Finish :meth:`commit` of a batch submitted to the ingest process, overlapping the
+        next one: what arrived meanwhile goes to the process as the next batch the moment this
+        one has committed, and only then are this one's messages acknowledged, so the process
+        never waits for the acknowledgements. Returns that next batch (submitted; empty when
+        nothing arrived), or None when stop was requested before ``batch`` could be stored."""
+        assert isinstance(self.ingestor, IngestorProcess)
+        try:
+            result = self.ingestor.result()
+        except Exception:
+            # Retries with backoff, or a bad message dead-lettered, exactly as without overlap.
+            return [] if self.commit(batch) else None
+        seconds = time.monotonic() - self._submitted_at
+        upcoming = self.take_batch(wait_s=0.0, fill_s=0.0)
+        self.metrics.queue_depth.set(self.inbox.qsize())
+        self.housekeeping_if_due()  # the process is idle now: a stream cannot starve it
+        submitted = bool(upcoming) and self._submit(upcoming)
+        self._stored(batch, result, seconds)
+        if upcoming and not submitted:
+            return [] if self.commit(upcoming) else None
+        return upcoming
+
+    def _submit(self, batch: Sequence[InboundMessage]) -> bool:
+        assert isinstance(self.ingestor, IngestorProcess)
+        self._submitted_at = time.monotonic()
+        try:
+            self.ingestor.submit(batch)
+        except Exception:
+            return False
+        return True
+
+    def _stored(self, batch: Sequence[InboundMessage], result: BatchResult, seconds: float) -> None:
+        """A batch is committed: acknowledge it, count it."""
+        self._ack(batch)
+        self.metrics.received.inc(len(batch))
+        self.metrics.observe_batch(result, seconds)
+        self.totals.add(result)
+        log.debug(
+            "batch",
+            extra={
+                "received": result.received,
+                "stored": result.stored,
+                "duplicates": result.duplicates,
+                "dead_lettered": result.dead_lettered,
+                "dossiers": result.dossiers_changed,
+                "seconds": round(seconds, 4),
+            },
+        )
 
     def _one_by_one(self, batch: Sequence[InboundMessage]) -> BatchResult:
         total = BatchResult()
@@ -291,24 +332,41 @@ class Collector:
             "statuses": t.statuses,
         }
 
+    def housekeeping_if_due(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_beat:
+            self.housekeeping()
+            self._next_beat = now + HEARTBEAT_S
+        if now >= self._next_summary:
+            log.info("collector summary", extra=self.info())
+            self._next_summary = now + SUMMARY_S
+
     def run(self) -> None:
         log.info("collector starting", extra={"topics": ",".join(subscriptions(self.settings))})
         self.connect()
-        next_beat = 0.0
-        next_summary = time.monotonic() + SUMMARY_S
+        self._next_beat = 0.0
+        self._next_summary = time.monotonic() + SUMMARY_S
+        # With an ingest process, receiving and acknowledging overlap with storing: the batch
+        # being stored is ``pending`` (submitted, not answered yet).
+        overlap = isinstance(self.ingestor, IngestorProcess)
+        pending: list[InboundMessage] = []
         try:
             while not self.stop.is_set():
+                if pending:
+                    upcoming = self.commit_overlapped(pending)
+                    pending = upcoming or []
+                    if upcoming is None:
+                        break
+                    continue
                 batch = self.take_batch(wait_s=0.5)
                 self.metrics.queue_depth.set(self.inbox.qsize())
-                if batch and not self.commit(batch):
+                self.housekeeping_if_due()
+                if batch and overlap and self._submit(batch):
+                    pending = batch
+                elif batch and not self.commit(batch):
                     break
-                now = time.monotonic()
-                if now >= next_beat:
-                    self.housekeeping()
-                    next_beat = now + HEARTBEAT_S
-                if now >= next_summary:
-                    log.info("collector summary", extra=self.info())
-                    next_summary = now + SUMMARY_S
+            if pending:
+                self.finish_once(pending)
             # Stopping: store and ack what was already taken off the network, then leave.
             while True:
                 batch = self.take_batch(wait_s=0.0)
@@ -318,6 +376,19 @@ class Collector:
             self.client.disconnect()
             self.client.loop_stop()
             log.info("collector stopped", extra=self.info())
+
+    def finish_once(self, batch: Sequence[InboundMessage]) -> bool:
+        """While stopping: the answer for a submitted batch; acknowledged if it was stored."""
+        assert isinstance(self.ingestor, IngestorProcess)
+        try:
+            result = self.ingestor.result()
+        except Exception as exc:
+            log.warning(
+                "final batch not stored; broker will redeliver", extra={"error": str(exc)[:300]}
+            )
+            return False
+        self._stored(batch, result, time.monotonic() - self._submitted_at)
+        return True
 
     def commit_once(self, batch: Sequence[InboundMessage]) -> bool:
         """One attempt while stopping; on failure the broker redelivers the batch later."""

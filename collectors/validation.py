@@ -7,6 +7,7 @@ these codes on the wall and in ``GET /api/v1/dead-letters``, so they never chang
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Container
@@ -66,11 +67,16 @@ class Topic:
     kind: str  # dossier / queue / status
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_topic(topic: str) -> Topic | None:
+    # Cached: a province has a few hundred topics, and every message names one.
     m = TOPIC_RE.match(topic)
     if not m:
         return None
     return Topic(m["province"], m["commune"], m["kind"])
+
+
+_FRACTION_RE = re.compile(r"\.(\d+)")
 
 
 def parse_rfc3339(value: str) -> datetime:
@@ -80,9 +86,10 @@ def parse_rfc3339(value: str) -> datetime:
             "must be an RFC 3339 timestamp with offset, e.g. 2025-11-23T08:15:00+07:00"
         )
     text = value.replace("z", "Z").replace("t", "T")
-    frac = re.search(r"\.(\d+)", text)
-    if frac and len(frac.group(1)) > 6:  # fromisoformat takes at most microseconds
-        text = text.replace(frac.group(0), "." + frac.group(1)[:6])
+    if "." in text:
+        frac = _FRACTION_RE.search(text)
+        if frac and len(frac.group(1)) > 6:  # fromisoformat takes at most microseconds
+            text = text.replace(frac.group(0), "." + frac.group(1)[:6])
     return datetime.fromisoformat(text)
 
 
@@ -279,7 +286,7 @@ def validate_message(
     payload: bytes,
     arrived_at: datetime,
     *,
-    province: str,
+    province: str | None,
     known_communes: Container[str],
     max_payload_bytes: int = 64 * 1024,
     max_future_skew_s: float = 600,
@@ -289,7 +296,7 @@ def validate_message(
     if parts is None:
         return Rejection(BAD_TOPIC, f"topic {topic[:200]!r} does not match the topic tree")
     commune = parts.commune_code
-    if parts.province != province:
+    if province is not None and parts.province != province:  # None: national, any province
         return Rejection(
             WRONG_PROVINCE, f"province {parts.province} is not {province}", commune_code=commune
         )
@@ -349,7 +356,7 @@ def validate_message(
             COMMUNE_MISMATCH, f"payload commune_code {payload_commune} != topic commune {commune}"
         )
     occurred_at = fields.get("occurred_at") or arrived_at
-    if occurred_at > arrived_at + timedelta(seconds=max_future_skew_s):
+    if occurred_at > arrived_at + _seconds(max_future_skew_s):
         return reject(
             FUTURE_TIMESTAMP,
             f"occurred_at {data.get('occurred_at')} is {(occurred_at - arrived_at).total_seconds():.0f} s "
@@ -366,6 +373,11 @@ def validate_message(
         ticket_no=fields.get("ticket_no"),
         text=text,
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _seconds(seconds: float) -> timedelta:
+    return timedelta(seconds=seconds)
 
 
 def _has_nul(value: Any) -> bool:

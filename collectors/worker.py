@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import signal
+import typing
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -92,22 +93,44 @@ class IngestorProcess:
         self._conn = parent
 
     def _call(self, op: str, *args: Any) -> Any:
+        self._send(op, args)
+        return self._answer()
+
+    def _send(self, op: str, args: tuple[Any, ...]) -> None:
         assert self._conn is not None
         try:
             self._conn.send((op, args))
+        except (EOFError, OSError) as exc:
+            self._died(exc)
+
+    def _answer(self) -> Any:
+        assert self._conn is not None
+        try:
             reply = self._conn.recv()
         except (EOFError, OSError) as exc:
-            # The child died (killed, out of memory): start a new one, let the caller retry.
-            log.error("ingest process died; restarting it", extra={"error": str(exc)})
-            self.close()
-            self._start()
-            raise WorkerError("ingest process died", retryable=True) from exc
+            self._died(exc)
         if reply[0] == "ok":
             return reply[1]
         raise WorkerError(reply[1], retryable=reply[2])
 
+    def _died(self, exc: BaseException) -> typing.NoReturn:
+        # The child died (killed, out of memory): start a new one, let the caller retry.
+        log.error("ingest process died; restarting it", extra={"error": str(exc)})
+        self.close()
+        self._start()
+        raise WorkerError("ingest process died", retryable=True) from exc
+
     def process(self, batch: Sequence[InboundMessage]) -> BatchResult:
         return self._call("process", list(batch))
+
+    def submit(self, batch: Sequence[InboundMessage]) -> None:
+        """Start :meth:`process` of ``batch`` in the child; :meth:`result` waits for it.
+        Nothing else may be asked of the child in between."""
+        self._send("process", (list(batch),))
+
+    def result(self) -> BatchResult:
+        """The answer to :meth:`submit` (raises like :meth:`process`)."""
+        return typing.cast(BatchResult, self._answer())
 
     def dead_letter(self, msg: InboundMessage, reason: str, detail: str) -> None:
         self._call("dead_letter", msg, reason, detail)

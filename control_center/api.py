@@ -30,7 +30,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
@@ -40,12 +40,16 @@ from control_center.db import Database
 from control_center.domain.calendar import WorkingCalendar
 from control_center.jsonutil import dumps
 from control_center.models import Alert
+from control_center.national import cached_national_view
+from control_center.security import accounts, policy
+from control_center.security.roles import Principal, current_principal
 from control_center.settings import Settings
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
 COMMUNE_CODE = re.compile(r"^\d{5}$")
+PROVINCE_CODE = re.compile(r"^\d{2}$")
 MAX_LIMIT = 500
 MAX_ACK_BY = 200
 
@@ -275,13 +279,24 @@ def openapi_document() -> dict[str, Any]:
                     "on_time_rate": _RATE,
                     "online_rate": _RATE,
                     "dead_letters_today": _INT,
-                    # Same day counters from yesterday's midnight up to now - 24 h.
+                    # Same day counters from yesterday's midnight up to now - 24 h, and the
+                    # state figures of the summary snapshot nearest to now - 24 h (all null
+                    # when there is none within 30 minutes).
                     "same_time_yesterday": _obj(
                         {
                             "received_today": _INT,
                             "received_online_today": _INT,
                             "completed_today": _INT,
                             "returned_today": _INT,
+                            "open": _num(True, integer=True),
+                            "overdue": _num(True, integer=True),
+                            "due_soon": _num(True, integer=True),
+                            "queue_waiting": _num(True, integer=True),
+                            "centres_online": _num(True, integer=True),
+                            "centres_stale": _num(True, integer=True),
+                            "centres_offline": _num(True, integer=True),
+                            "progress_score": _num(True),
+                            "snapshot_at": _DT_NULL,
                         }
                     ),
                 }
@@ -291,6 +306,7 @@ def openapi_document() -> dict[str, Any]:
     commune_props = {
         "code": _str(example="02269"),
         "name": _str(example="Xã Thượng Lâm"),
+        "province_code": _str(example="08"),
         "division_type": _str(),
         "open": _INT,
         "overdue": _INT,
@@ -306,6 +322,25 @@ def openapi_document() -> dict[str, Any]:
         "last_seen_at": _DT_NULL,
         "feed_state": _str(enum=feed_states),
         "lag_seconds": _num(True),
+        "open_alerts": _INT,
+    }
+    province_props = {
+        "code": _str(example="08"),
+        "name": _str(example="Tuyên Quang"),
+        "communes": _INT,
+        "open": _INT,
+        "overdue": _INT,
+        "due_soon": _INT,
+        "queue_waiting": _INT,
+        "avg_wait_minutes": _num(True),
+        "on_time_rate": _RATE,
+        "online_rate": _RATE,
+        "received_today": _INT,
+        "returned_today": _INT,
+        "centres_online": _INT,
+        "centres_stale": _INT,
+        "centres_offline": _INT,
+        "centres_total": _INT,
         "open_alerts": _INT,
     }
     dossier_props = {
@@ -327,6 +362,9 @@ def openapi_document() -> dict[str, Any]:
         "apology_issued": {"type": "boolean"},
         "extended": {"type": "boolean"},
         "officer": _str(True),
+        "applicant_name": _str(
+            True, description="masked (T*** T*** B***) unless the role may see personal data"
+        ),
     }
     alert_props = {
         "alert_id": _str(format="uuid"),
@@ -370,6 +408,12 @@ def openapi_document() -> dict[str, Any]:
         return {"description": desc, "content": {"application/json": {"schema": schema}}}
 
     err = {"$ref": "#/components/responses/Error"}
+    province_q = {
+        "name": "province",
+        "in": "query",
+        "description": "2-digit province code: that province only (national mode)",
+        "schema": _str(example="08"),
+    }
     commune_q = {
         "name": "commune",
         "in": "query",
@@ -401,14 +445,26 @@ def openapi_document() -> dict[str, Any]:
         "paths": {
             f"{API_PREFIX}/summary": {
                 "get": {
-                    "summary": "Province totals",
-                    "responses": {"200": ok(ref("Summary")), "500": err},
+                    "summary": "Province totals (the country's with CC_SCOPE=national)",
+                    "parameters": [province_q],
+                    "responses": {"200": ok(ref("Summary")), "404": err, "500": err},
                 }
             },
             f"{API_PREFIX}/communes": {
                 "get": {
-                    "summary": "One row per commune of the province",
-                    "responses": {"200": ok({"type": "array", "items": ref("CommuneRow")})},
+                    "summary": "One row per commune of the province (of the country when national)",
+                    "parameters": [province_q],
+                    "responses": {
+                        "200": ok({"type": "array", "items": ref("CommuneRow")}),
+                        "404": err,
+                    },
+                }
+            },
+            f"{API_PREFIX}/provinces": {
+                "get": {
+                    "summary": "One row per province (the 34 with CC_SCOPE=national), summed "
+                    "from its communes",
+                    "responses": {"200": ok({"type": "array", "items": ref("ProvinceRow")})},
                 }
             },
             f"{API_PREFIX}/communes/{{code}}": {
@@ -517,12 +573,40 @@ def openapi_document() -> dict[str, Any]:
             **_review_paths(commune_q, limit_q(100), offset_q, err, ok, page, ref),
             "/healthz": {
                 "get": {
-                    "summary": "Liveness and database reachability",
+                    "summary": "Database reachable and the centres' feed fresh (docs/operations.md)",
+                    "parameters": [
+                        {
+                            "name": "check",
+                            "in": "query",
+                            "schema": _str(enum=["database", "feed"]),
+                            "description": "database: the database check alone (load balancers)",
+                        }
+                    ],
                     "responses": {
                         "200": ok(
-                            _obj({"status": _str(enum=["ok"]), "database": _str(enum=["ok"])})
+                            _obj(
+                                {
+                                    "status": _str(enum=["ok"]),
+                                    "database": _str(enum=["ok"]),
+                                    "feed": _str(enum=["ok"]),
+                                    "checks": {"type": "object"},
+                                },
+                                required=False,
+                            )
                         ),
-                        "503": ok(_obj({"status": _str(), "database": _str()}), "database down"),
+                        "503": ok(
+                            _obj(
+                                {
+                                    "status": _str(),
+                                    "database": _str(enum=["ok", "unreachable", "slow"]),
+                                    "feed": _str(enum=["ok", "stale", "no_data"]),
+                                    "failed": {"type": "array", "items": _str()},
+                                    "checks": {"type": "object"},
+                                },
+                                required=False,
+                            ),
+                            "a check failed",
+                        ),
                     },
                 }
             },
@@ -537,6 +621,7 @@ def openapi_document() -> dict[str, Any]:
             "schemas": {
                 "Summary": summary,
                 "CommuneRow": _obj(commune_props),
+                "ProvinceRow": _obj(province_props),
                 "CommuneDetail": {
                     "allOf": [
                         ref("CommuneRow"),
@@ -580,7 +665,10 @@ def openapi_document() -> dict[str, Any]:
                     "content": {"application/json": {"schema": ref("Error")}},
                 }
             },
+            # docs/security.md: a browser session or an API token (control-center tokens).
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
+        "security": [{"bearer": []}],
     }
 
 
@@ -687,6 +775,17 @@ def _review_paths(
                 "responses": {"200": ok({"type": "object"}), "400": err},
             }
         },
+        f"{API_PREFIX}/audit": {
+            "get": {
+                "summary": "Audit log: sign-ins, acknowledgements, exports (admin role)",
+                "parameters": [
+                    {"name": "action", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer"}},
+                    {"name": "offset", "in": "query", "schema": {"type": "integer"}},
+                ],
+                "responses": {"200": ok({"type": "array", "items": {"type": "object"}})},
+            }
+        },
     }
 
 
@@ -720,9 +819,30 @@ def register_api(
     metrics = _Metrics(_DatabaseGauges(db, settings, calendar, now))
     bp = Blueprint("control_center_api", __name__)
 
+    def principal() -> Principal:
+        return current_principal(settings)
+
+    def audit(action: str, target: str | None = None, **detail: Any) -> None:
+        accounts.audit_request(db, principal(), action, target, **detail)
+
+    def in_scope(commune_code: str | None) -> str | None:
+        """A commune the caller asks for by name must be one it may see (403 otherwise)."""
+        if commune_code is not None and not principal().scope.allows(commune_code):
+            raise ApiError(403, f"commune {commune_code} is outside what this account may see")
+        return commune_code
+
     def endpoint(view: Callable[..., Any]) -> Callable[..., Response]:
+        # Every view names its permission in control_center.security.policy (default deny:
+        # a view without one fails here, at start, not in front of a user).
+        needed = policy.api_permission(view.__name__)
+
         @functools.wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Response:
+            who = principal()
+            if not who.is_authenticated:
+                return error_response(401, "sign in or send a bearer token")
+            if not who.can(needed):
+                return error_response(403, f"the {who.role} role may not read this")
             try:
                 result = view(*args, **kwargs)
             except ApiError as exc:
@@ -739,25 +859,51 @@ def register_api(
 
         return wrapped
 
+    def province_settings() -> Settings:
+        """``?province=08``: the figures of one province (national mode, or the configured one)."""
+        raw = request.args.get("province")
+        if raw is None or raw == "":
+            return settings
+        if not PROVINCE_CODE.match(raw) or not (settings.national or raw == settings.province):
+            raise ApiError(404, f"no province {raw!r} here")
+        try:
+            return settings.for_province(raw)
+        except ValueError:
+            raise ApiError(404, f"no province {raw!r} here") from None
+
     @bp.get(f"{API_PREFIX}/summary")
     @endpoint
     def summary() -> Any:
+        scoped = province_settings()
         with db.session() as session:
-            return queries.province_summary(session, settings, calendar, now())
+            if scoped.national:  # the country: the figures the national wall shows
+                return cached_national_view(session, scoped, calendar, now())["summary"]
+            return queries.province_summary(session, scoped, calendar, now())
 
     @bp.get(f"{API_PREFIX}/communes")
     @endpoint
     def communes() -> Any:
         with db.session() as session:
-            return queries.commune_rows(session, settings, calendar, now())
+            return queries.commune_rows(session, province_settings(), calendar, now())
+
+    @bp.get(f"{API_PREFIX}/provinces")
+    @endpoint
+    def provinces() -> Any:
+        with db.session() as session:
+            if settings.national:
+                return cached_national_view(session, settings, calendar, now())["provinces"]
+            return queries.province_rows(session, settings, calendar, now())
 
     @bp.get(f"{API_PREFIX}/communes/<code>")
     @endpoint
     def commune(code: str) -> Any:
         if not COMMUNE_CODE.match(code):
             raise ApiError(404, f"no commune {code!r} in province {settings.province}")
+        in_scope(code)
         with db.session() as session:
-            detail = queries.commune_detail(session, settings, calendar, code, now())
+            detail = queries.commune_detail(
+                session, settings, calendar, code, now(), scope=principal().scope
+            )
         if detail is None:
             raise ApiError(404, f"no commune {code!r} in province {settings.province}")
         return detail
@@ -765,7 +911,7 @@ def register_api(
     @bp.get(f"{API_PREFIX}/dossiers")
     @endpoint
     def dossiers() -> Any:
-        commune_code = _commune_arg()
+        commune_code = in_scope(_commune_arg())
         state = _enum_arg("state", queries.DOSSIER_STATES)
         limit = _int_arg("limit", 50, 1, MAX_LIMIT)
         offset = _int_arg("offset", 0, 0)
@@ -779,13 +925,16 @@ def register_api(
                 state=state,
                 limit=limit,
                 offset=offset,
+                scope=principal().scope,
             )
 
     @bp.get(f"{API_PREFIX}/dossiers/<dossier_code>")
     @endpoint
     def dossier(dossier_code: str) -> Any:
         with db.session() as session:
-            detail = queries.dossier_detail(session, settings, calendar, dossier_code, now())
+            detail = queries.dossier_detail(
+                session, settings, calendar, dossier_code, now(), scope=principal().scope
+            )
         if detail is None:
             raise ApiError(404, f"no dossier {dossier_code!r}")
         return detail
@@ -794,17 +943,23 @@ def register_api(
     @endpoint
     def alerts() -> Any:
         state = _enum_arg("state", queries.ALERT_STATES)
-        commune_code = _commune_arg()
+        commune_code = in_scope(_commune_arg())
         limit = _int_arg("limit", 100, 1, MAX_LIMIT)
         with db.session() as session:
-            return queries.list_alerts(session, state=state, commune=commune_code, limit=limit)
+            return queries.list_alerts(
+                session, state=state, commune=commune_code, limit=limit, scope=principal().scope
+            )
 
     @bp.post(f"{API_PREFIX}/alerts/<alert_id>/ack")
     @endpoint
     def acknowledge_alert(alert_id: str) -> Any:
-        _check_token(settings)
+        who = principal()
+        if who.kind == "open":
+            _check_token(settings)
         body = request.get_json(silent=True)
         by = body.get("by") if isinstance(body, dict) else None
+        if by is None and who.kind != "open":
+            by = who.name  # a signed-in user or token acknowledges in its own name
         if not isinstance(by, str) or not by.strip():
             raise ApiError(400, 'body must be JSON {"by": "<who acknowledges>"}')
         if len(by) > MAX_ACK_BY:
@@ -817,11 +972,22 @@ def register_api(
             alert = session.scalar(select(Alert).where(Alert.alert_id == key).with_for_update())
             if alert is None:
                 raise ApiError(404, f"no alert {alert_id!r}")
+            if not who.scope.allows(alert.commune_code):
+                raise ApiError(403, "this alert belongs to another commune")
             if alert.state == "resolved":
                 raise ApiError(409, "the alert is already resolved")
             # Acknowledging twice keeps the first acknowledgement: who saw it first matters.
             if alert.state == "open":
                 _acknowledge(session, alert, by.strip(), now())
+                accounts.audit(
+                    session,
+                    "alert_ack",
+                    accounts.Actor(who.name, who.role, request.remote_addr),
+                    str(alert.alert_id),
+                    by=by.strip(),
+                    commune_code=alert.commune_code,
+                    via="api",
+                )
                 session.flush()
                 session.refresh(alert)
             return queries.alert_payload(alert)
@@ -829,7 +995,7 @@ def register_api(
     @bp.get(f"{API_PREFIX}/dead-letters")
     @endpoint
     def dead_letters() -> Any:
-        commune_code = _commune_arg()
+        commune_code = in_scope(_commune_arg())
         reason = request.args.get("reason") or None
         if reason is not None and len(reason) > 64:
             raise ApiError(400, "reason must be at most 64 characters")
@@ -837,16 +1003,23 @@ def register_api(
         offset = _int_arg("offset", 0, 0)
         with db.session() as session:
             return queries.list_dead_letters(
-                session, commune=commune_code, reason=reason, limit=limit, offset=offset
+                session,
+                commune=commune_code,
+                reason=reason,
+                limit=limit,
+                offset=offset,
+                scope=principal().scope,
             )
 
     # --- leaders' review: the overdue grid's rows and their exports (issue 5) ---
 
     def review_filters() -> queries.ReviewFilters:
         try:
-            return queries.review_filters_from_params(request.args)
+            filters = queries.review_filters_from_params(request.args)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
+        in_scope(filters.commune)
+        return filters
 
     @bp.get(f"{API_PREFIX}/review")
     @endpoint
@@ -856,13 +1029,23 @@ def register_api(
         offset = _int_arg("offset", 0, 0)
         with db.session() as session:
             return queries.review_rows(
-                session, settings, calendar, now(), filters, offset=offset, limit=limit
+                session,
+                settings,
+                calendar,
+                now(),
+                filters,
+                offset=offset,
+                limit=limit,
+                scope=principal().scope,
             )
 
     def review_export(fmt: str) -> Response:
         filters = review_filters()
         with db.session() as session:
-            export = exports.export_review(session, settings, calendar, now(), filters, fmt)
+            export = exports.export_review(
+                session, settings, calendar, now(), filters, fmt, scope=principal().scope
+            )
+        audit("export", "review", format=fmt, rows=export.written, filters=filters.to_params())
         resp = flask.send_file(
             export.file,
             mimetype=export.mimetype,
@@ -926,6 +1109,7 @@ def register_api(
         out = exports.spooled()
         exports.write_export(fmt, rows, exports.PERIOD_COLUMNS, out)
         out.seek(0)
+        audit("export", "periods", format=fmt, start=start, end=end, group=group)
         resp = flask.send_file(
             out,
             mimetype=exports.XLSX_MIME if fmt == "xlsx" else exports.CSV_MIME,
@@ -958,22 +1142,27 @@ def register_api(
     def openapi() -> Any:
         return openapi_document()
 
+    @bp.get(f"{API_PREFIX}/audit")
+    @endpoint
+    def audit_log() -> Any:
+        """Sign-ins, acknowledgements, exports and account changes, newest first (admin)."""
+        action = request.args.get("action") or None
+        if action is not None and len(action) > 32:
+            raise ApiError(400, "action must be at most 32 characters")
+        limit = _int_arg("limit", 100, 1, MAX_LIMIT)
+        offset = _int_arg("offset", 0, 0)
+        with db.session() as session:
+            return accounts.audit_rows(session, action=action, limit=limit, offset=offset)
+
     @bp.get("/healthz")
     def healthz() -> Response:
-        try:
-            with db.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except Exception as exc:
-            log.error("healthz: database unreachable: %s", type(exc).__name__)
-            return json_response(
-                {
-                    "status": "unavailable",
-                    "database": "unreachable",
-                    "error": {"status": 503, "message": "database unreachable"},
-                },
-                503,
-            )
-        return json_response({"status": "ok", "database": "ok"})
+        from control_center.health import CHECKS, check_health
+
+        only = request.args.get("check") or None
+        if only is not None and only not in CHECKS:
+            return error_response(400, f"check must be one of {', '.join(CHECKS)}")
+        healthy, body = check_health(db, settings, now(), only)
+        return json_response(body, 200 if healthy else 503)
 
     @bp.get("/metrics")
     def metrics_view() -> Response:
@@ -1009,6 +1198,8 @@ def register_api(
     @server.after_request
     def _count_request(response: Response) -> Response:
         rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        if rule == DASH_CALLBACK_PATH:
+            rule = _callback_endpoint(request.get_json(silent=True))
         metrics.requests.labels(request.method, rule, str(response.status_code)).inc()
         started = g.get("cc_request_started")
         if started is not None:
@@ -1030,6 +1221,21 @@ def register_api(
         return error_response(exc.code or 500, message, headers)
 
     server.register_error_handler(HTTPException, http_error)
+
+
+DASH_CALLBACK_PATH = "/_dash-update-component"
+
+
+def _callback_endpoint(body: Any) -> str:
+    """``/_dash-update-component#wall-map``: every Dash callback shares one route, and the
+    wall's refresh, a page's routing and an export differ by orders of magnitude; the first
+    output's component id tells them apart (a few dozen callbacks: bounded label values)."""
+    output = body.get("output") if isinstance(body, dict) else None
+    if not isinstance(output, str) or not output:
+        return DASH_CALLBACK_PATH
+    first = output.strip(".").split("...", 1)[0]
+    component = first.rsplit(".", 1)[0][:80]
+    return f"{DASH_CALLBACK_PATH}#{component}"
 
 
 def _check_token(settings: Settings) -> None:

@@ -18,6 +18,8 @@ from dash import Input, Output, dcc, html
 
 from control_center.db import Database
 from control_center.domain.calendar import WorkingCalendar
+from control_center.security import policy
+from control_center.security.web import install as install_security
 from control_center.settings import Settings
 from layouts import (
     alerts_page,
@@ -25,6 +27,7 @@ from layouts import (
     dossier,
     ids,
     kiosk,
+    national,
     queue,
     ranking,
     report,
@@ -59,7 +62,7 @@ def create_app(
     )
     context = WallContext(
         settings=settings,
-        db=db or Database(settings.database_url),
+        db=db or Database.from_settings(settings),
         clock=clock or system_clock,
         calendar=calendar,
     )
@@ -67,8 +70,10 @@ def create_app(
         [dcc.Location(id=ids.URL, refresh=False), html.Main(id=ids.PAGE)],
         className="app-root",
     )
+    install_security(app, settings, context.db)
     register_router(app, context)
     wall.register(app, context)
+    national.register(app, context)
     commune.register(app, context)
     kiosk.register(app, context)
     queue.register(app, context)
@@ -95,19 +100,60 @@ _PAGES: dict[str, Callable[[WallContext, str, str, str | None], Any]] = {
 def render_page(context: WallContext, pathname: str | None, search: str | None) -> Any:
     lang = lang_from_search(search)
     path = pathname or "/"
+    builder = _route(context, path, lang, search)
+    if builder is None:
+        return html.Div(
+            [html.H1("404"), dcc.Link(t("back_to_wall", lang), href="/")],
+            className="page not-found",
+        )
+    # The page's permission (security.policy, default deny), then the principal's scope:
+    # a commune user sees its own commune's page only.
+    principal = context.principal()
+    needed = policy.page_permission(path)
+    commune_page = _COMMUNE_PATH.match(path)
+    if (
+        needed is None
+        or not principal.can(needed)
+        or (commune_page and not principal.scope.allows(commune_page.group(1)))
+    ):
+        return forbidden_page(lang, signed_in=principal.is_authenticated)
+    return builder()
+
+
+def _route(
+    context: WallContext, path: str, lang: str, search: str | None
+) -> Callable[[], Any] | None:
+    """The page at ``path``, not yet built (None: no such page)."""
     if path in ("/", ""):
-        return wall.layout(context, lang, "/", search)
+        return lambda: wall.layout(context, lang, "/", search)
     match = _COMMUNE_PATH.match(path)
     if match:
-        return commune.layout(context, match.group(1), lang, path, search)
+        return lambda: commune.layout(context, match.group(1), lang, path, search)
     page = _PAGES.get(path.rstrip("/"))
     if page is not None:
-        return page(context, lang, path.rstrip("/"), search)
+        return lambda: page(context, lang, path.rstrip("/"), search)
     dossier_code = dossier.code_from_path(path)
     if dossier_code is not None:
-        return dossier.layout(context, dossier_code, lang, path, search)
+        return lambda: dossier.layout(context, dossier_code, lang, path, search)
+    return None
+
+
+FORBIDDEN_TEXT = {
+    "vi": "Tài khoản này không được xem trang này.",
+    "en": "This account may not see this page.",
+}
+
+
+def forbidden_page(lang: str, *, signed_in: bool) -> html.Div:
     return html.Div(
-        [html.H1("404"), dcc.Link(t("back_to_wall", lang), href="/")], className="page not-found"
+        [
+            html.H1("403"),
+            html.P(FORBIDDEN_TEXT.get(lang, FORBIDDEN_TEXT["vi"])),
+            dcc.Link(t("back_to_wall", lang), href="/")
+            if signed_in
+            else html.A("Đăng nhập / Sign in", href="/login"),
+        ],
+        className="page not-found forbidden",
     )
 
 

@@ -74,7 +74,49 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_prune(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+    from pathlib import Path
+
+    from control_center.db import engine_from_settings
+    from control_center.retention import parse_age, prune
+
+    try:
+        if args.older_than:
+            age = parse_age(args.older_than)
+        elif settings.retention_days:
+            age = timedelta(days=settings.retention_days)
+        else:
+            print(
+                "control-center: give --older-than (e.g. 400d) or set CC_RETENTION_DAYS",
+                file=sys.stderr,
+            )
+            return 2
+    except ValueError as exc:
+        print(f"control-center: {exc}", file=sys.stderr)
+        return 2
+    engine = engine_from_settings(settings)
+    try:
+        result = prune(
+            engine,
+            age,
+            now=datetime.now(UTC),
+            archive_dir=Path(args.archive) if args.archive else None,
+            batch=args.batch,
+        )
+    finally:
+        engine.dispose()
+    counts = ", ".join(f"{k}={v}" for k, v in sorted(result.rows.items())) or "nothing"
+    print(f"pruned before {result.cutoff:%Y-%m-%d %H:%M} UTC: {counts}")
+    for path in result.archives:
+        print(f"archived to {path}")
+    return 0
+
+
 def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.auth_required and settings.secret_key is None:
+        # Say it once here rather than as a traceback from every gunicorn worker.
+        raise SettingsError("CC_SECRET_KEY must be set when sign-in is required (docs/security.md)")
     if args.dev:
         from control_center.app import create_app
 
@@ -152,10 +194,25 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub.add_parser(
         "upgrade", help="apply migrations and load reference data (idempotent)"
     ).set_defaults(func=cmd_db)
+    prune = db_sub.add_parser(
+        "prune", help="archive or drop history older than an age (CC_RETENTION_DAYS)"
+    )
+    prune.add_argument(
+        "--older-than", metavar="AGE", help="400d, 57w or 1y; default CC_RETENTION_DAYS"
+    )
+    prune.add_argument(
+        "--archive", metavar="DIR", help="first write the rows to DIR/<table>-<time>.jsonl.gz"
+    )
+    prune.add_argument("--batch", type=int, default=5000, help="rows per transaction")
+    prune.set_defaults(func=cmd_db_prune)
 
     sub.add_parser("settings", help="print the effective settings, secrets redacted").set_defaults(
         func=cmd_settings
     )
+
+    from control_center.security.cli import add_commands as add_security_commands
+
+    add_security_commands(sub)
     return parser
 
 

@@ -15,8 +15,21 @@ from sqlalchemy.orm import Session, sessionmaker
 from control_center.settings import Settings
 
 
-def make_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> Engine:
-    """An engine for ``url``; SQLite gets WAL and a busy timeout so readers never block the writer."""
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 5,
+    max_overflow: int | None = None,
+    pool_timeout: float = 30.0,
+    echo: bool = False,
+) -> Engine:
+    """An engine for ``url``; SQLite gets WAL and a busy timeout so readers never block the writer.
+
+    PostgreSQL: a pool of ``pool_size`` connections plus ``max_overflow`` (default as many) under
+    a burst, each checked with a ping when taken from the pool (a restarted server or a proxy
+    that dropped idle connections costs one retry, not an error page); waiting longer than
+    ``pool_timeout`` for a free one fails the request rather than queueing it forever.
+    """
     if url.startswith("sqlite"):
         db_path = url.split("///", 1)[-1]
         if db_path and db_path != ":memory:":
@@ -36,12 +49,27 @@ def make_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
+        pool_timeout=pool_timeout,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 10},
     )
 
 
 def engine_from_settings(settings: Settings) -> Engine:
-    return make_engine(settings.database_url)
+    return make_engine(settings.database_url, **pool_options(settings))
+
+
+def pool_options(settings: Settings) -> dict[str, Any]:
+    """``CC_DB_POOL_SIZE`` / ``CC_DB_MAX_OVERFLOW`` / ``CC_DB_POOL_TIMEOUT_S`` (docs/operations.md)."""
+    return {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout_s,
+    }
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -104,9 +132,9 @@ class Database:
     because sharing pooled connections across processes corrupts them.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+    def __init__(self, url: str, **pool: Any) -> None:
         self.url = url
-        self.pool_size = pool_size
+        self.pool = pool  # make_engine's pool_size, max_overflow, pool_timeout
         self._engine: Engine | None = None
         self._factory: sessionmaker[Session] | None = None
         self._pid: int | None = None
@@ -114,10 +142,14 @@ class Database:
     @property
     def engine(self) -> Engine:
         if self._engine is None or self._pid != os.getpid():
-            self._engine = make_engine(self.url, pool_size=self.pool_size)
+            self._engine = make_engine(self.url, **self.pool)
             self._factory = session_factory(self._engine)
             self._pid = os.getpid()
         return self._engine
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        return cls(settings.database_url, **pool_options(settings))
 
     def session(self) -> Session:
         """A new session (use as a context manager)."""

@@ -16,6 +16,7 @@ import ctypes
 import getpass
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -32,6 +33,7 @@ from control_center.settings import REPO_ROOT, Settings, load_settings
 log = logging.getLogger("control_center.demo")
 
 VAR_DIR = REPO_ROOT / "var"
+DEMO_ADMIN = "admin"
 
 
 def free_port() -> int:
@@ -207,6 +209,30 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "control_center.cli", *args]
 
 
+def demo_credentials(settings: Settings) -> tuple[str, str, str]:
+    """An ``admin`` user with a new password and a kiosk link for this run: (user, password,
+    kiosk token). The demo database is local and recreated; the password is printed once."""
+    from control_center.db import Database
+    from control_center.security import accounts
+
+    assert settings.secret_key is not None
+    db = Database.from_settings(settings)
+    password = accounts.generate_password()
+    try:
+        with db.session() as session, session.begin():
+            user = accounts.find_user(session, DEMO_ADMIN)
+            if user is None:
+                accounts.create_user(session, DEMO_ADMIN, password, "admin")
+            else:
+                accounts.set_password(session, user, password)
+            _link, token = accounts.create_kiosk_link(
+                session, settings.secret_key.get_secret_value(), "demo wall", created_by="demo"
+            )
+    finally:
+        db.dispose()
+    return DEMO_ADMIN, password, token
+
+
 def run_demo(base: Settings, args: argparse.Namespace) -> int:
     env_db = os.environ.get("CC_DATABASE_URL")
     overrides: dict[str, Any] = {"web_host": base.web_host, "web_port": base.web_port}
@@ -216,6 +242,13 @@ def run_demo(base: Settings, args: argparse.Namespace) -> int:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{db_file}{suffix}").unlink(missing_ok=True)
         overrides["database_url"] = f"sqlite:///{db_file}"
+
+    # Sign-in stays on, as in production: a key for this run's sessions and kiosk link, and
+    # plain-http cookies (the demo serves http://127.0.0.1).
+    secret_key = os.environ.get("CC_SECRET_KEY") or secrets.token_urlsafe(32)
+    overrides["secret_key"] = secret_key
+    if "CC_COOKIE_SECURE" not in os.environ:
+        overrides["cookie_secure"] = False
 
     mqtt_url, broker = choose_broker(base)
     overrides["mqtt_url"] = mqtt_url
@@ -247,6 +280,7 @@ def run_demo(base: Settings, args: argparse.Namespace) -> int:
         print(f"database: {settings.redacted()['database_url']}")
         counts = db_upgrade(settings)
         print("reference data: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+        credentials = demo_credentials(settings) if settings.auth_required else None
         if args.backfill_days > 0 and not args.keep_data:
             started = time.monotonic()
             result = backfill(settings, days=args.backfill_days, seed=args.seed)
@@ -265,6 +299,8 @@ def run_demo(base: Settings, args: argparse.Namespace) -> int:
                 "CC_WEB_HOST": settings.web_host,
                 "CC_WEB_PORT": str(settings.web_port),
                 "CC_WEB_WORKERS": env.get("CC_WEB_WORKERS", "2"),
+                "CC_SECRET_KEY": secret_key,
+                "CC_COOKIE_SECURE": "true" if settings.cookie_secure else "false",
             }
         )
         children = [
@@ -290,7 +326,19 @@ def run_demo(base: Settings, args: argparse.Namespace) -> int:
             child.start()
         url = f"http://{settings.web_host}:{settings.web_port}/"
         if wait_until(lambda: reachable(settings.web_host, settings.web_port, 0.3), 60):
-            print(f"\n  The wall is live: open {url}  (Ctrl-C stops everything)\n", flush=True)
+            if credentials is None:
+                print(f"\n  The wall is live: open {url}  (Ctrl-C stops everything)\n", flush=True)
+            else:
+                user, password, token = credentials
+                kiosk = f"{url}kiosk/login?token={token}&next=/"
+                print(
+                    f"\n  The wall is live: open {kiosk}\n"
+                    "  (a kiosk link: it signs this browser in as a wall screen)\n"
+                    f"  Everything else (dossiers, review, alerts): sign in at {url}login\n"
+                    f"  as {user} with password {password}\n"
+                    "  Ctrl-C stops everything.\n",
+                    flush=True,
+                )
         while not stopping.is_set():
             for child in children:
                 if not child.alive() and not stopping.is_set():

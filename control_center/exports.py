@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from control_center import queries
 from control_center.domain.calendar import LOCAL_TZ, WorkingCalendar
+from control_center.security.roles import UNRESTRICTED, Scope
 from control_center.settings import Settings
 
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -73,6 +74,8 @@ REVIEW_COLUMNS: tuple[Column, ...] = (
     Column("extended", "Đã gia hạn", "bool", width=10),
     Column("escalation_level", "Cấp cảnh báo", "int", width=10),
     Column("officer", "Cán bộ xử lý", width=22),
+    # Masked (N*** V*** A***) unless the exporting role is one of CC_PERSONAL_DATA_ROLES.
+    Column("applicant_name", "Người nộp hồ sơ", width=22),
 )
 
 PERIOD_COLUMNS: tuple[Column, ...] = (
@@ -241,13 +244,20 @@ def export_review(
     now: datetime,
     filters: queries.ReviewFilters,
     fmt: str,
+    *,
+    scope: Scope = UNRESTRICTED,
 ) -> Export:
-    """The overdue review's list, filtered and sorted as on screen, as xlsx or CSV."""
+    """The overdue review's list, filtered and sorted as on screen, as xlsx or CSV.
+
+    Rows are those of ``scope``; applicants' names are masked unless ``scope`` shows them.
+    """
     if fmt not in ("xlsx", "csv"):
         raise ValueError("format must be xlsx or csv")
-    total = queries.review_rows(session, settings, calendar, now, filters, limit=1)["total"]
+    total = queries.review_rows(session, settings, calendar, now, filters, limit=1, scope=scope)[
+        "total"
+    ]
     rows = queries.iter_review_rows(
-        session, settings, calendar, now, filters, max_rows=EXPORT_MAX_ROWS
+        session, settings, calendar, now, filters, max_rows=EXPORT_MAX_ROWS, scope=scope
     )
     out = spooled()
     written = write_export(fmt, rows, REVIEW_COLUMNS, out)

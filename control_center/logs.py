@@ -7,6 +7,8 @@ import sys
 import time
 from typing import Any
 
+from control_center.security.masking import PersonalDataFilter
+
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
@@ -39,6 +41,8 @@ def _fmt(value: Any) -> str:
 def setup_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(KeyValueFormatter())
+    # Applicants' names and phone numbers never reach a log line, whoever logged them.
+    handler.addFilter(PersonalDataFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -133,6 +134,10 @@ class Dossier(Base):
     closed_at: Mapped[datetime | None]  # stopped being open (3, 7, 9, 10)
     outcome: Mapped[str | None] = mapped_column(String(16))  # early/on_time/overdue when finished
     officer: Mapped[str | None] = mapped_column(String(200))
+    # Highest level among the dossier's unresolved alerts, 0 for none. Written by the alert
+    # engine in the transaction that raises, escalates or resolves them (``alerts.levels``), so
+    # the review can filter and sort by it through an index instead of reading the alerts.
+    escalation_level: Mapped[int] = mapped_column(SmallInteger, default=0, server_default=text("0"))
     department: Mapped[str | None] = mapped_column(String(200))
     applicant_name: Mapped[str | None] = mapped_column(String(200))  # personal data
     flags: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -149,9 +154,41 @@ class Dossier(Base):
             sqlite_where=text("is_open = 1"),
             postgresql_where=text("is_open"),
         ),
+        # The open dossiers by due date, the review's default order. Covering: it also holds
+        # what the review filters on most (commune, channel, extension, escalation level), so
+        # counting a filtered list and skipping to a deep page read the index alone.
         Index(
             "ix_dossiers_open_due",
             "due_at",
+            "dossier_code",
+            "commune_code",
+            "channel",
+            "extension_count",
+            "escalation_level",
+            sqlite_where=text("is_open = 1"),
+            postgresql_where=text("is_open"),
+        ),
+        # The review filtered or sorted by escalation level, index-only. Ascending
+        # (autogenerate cannot compare a DESC index on SQLite): "most escalated first, then by
+        # due date" reads it backwards, and PostgreSQL sorts each level's rows by due date as
+        # it goes (incremental sort), stopping once the page is full.
+        Index(
+            "ix_dossiers_open_level",
+            "escalation_level",
+            "due_at",
+            "dossier_code",
+            "commune_code",
+            sqlite_where=text("is_open = 1"),
+            postgresql_where=text("is_open"),
+        ),
+        # Handler-name search: the matching names are found first (one seek per distinct
+        # name), then their open dossiers read here, index-only (queries._officer_names).
+        Index(
+            "ix_dossiers_open_officer",
+            "officer",
+            "due_at",
+            "dossier_code",
+            "commune_code",
             sqlite_where=text("is_open = 1"),
             postgresql_where=text("is_open"),
         ),
@@ -189,21 +226,26 @@ class DossierEvent(Base):
 
 
 class CommuneDueBucket(Base):
-    """Open dossiers per commune per due minute; ``due_minute`` NULL = no due date."""
+    """Open dossiers per commune per due minute; ``due_minute`` NULL = no due date.
+
+    ``paused``: dossiers whose clock stopped before their due date (waiting for the citizen's
+    supplement or fee). Their due date moves with the pause, so they count in the open backlog
+    but are never overdue or due soon while paused (``domain.dossier.due_bucket_key``)."""
 
     __tablename__ = "commune_due_buckets"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     commune_code: Mapped[str] = mapped_column(String(5))
     due_minute: Mapped[datetime | None]
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
     open_count: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (
-        Index("uq_commune_due_buckets_key", "commune_code", "due_minute", unique=True),
+        Index("uq_commune_due_buckets_key", "commune_code", "due_minute", "paused", unique=True),
         Index("ix_commune_due_buckets_due", "due_minute"),
         # Covering: every wall refresh sums open_count per commune over all buckets (about one
         # per open dossier); an index-only scan makes that 5x cheaper at a million dossiers.
-        Index("ix_commune_due_buckets_cover", "commune_code", "due_minute", "open_count"),
+        Index("ix_commune_due_buckets_cover", "commune_code", "due_minute", "paused", "open_count"),
     )
 
 
@@ -389,3 +431,105 @@ class Heartbeat(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     beat_at: Mapped[datetime]
     info: Mapped[dict[str, Any]]
+
+
+class Lease(Base):
+    """Who may act for a role that must run once (the alert engine), until ``expires_at``.
+
+    ``token`` grows by one each time the lease changes hands: a fencing number that tells a
+    holder paused past its expiry from the one that took over (``control_center.lease``).
+    """
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    token: Mapped[int] = mapped_column(Integer, default=1)
+    acquired_at: Mapped[datetime]
+    renewed_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class SummarySnapshot(Base):
+    """The wall's figures of one scope (a province, later a commune or the country) at one
+    moment, written every few minutes by the alert engine: "the same time yesterday" of
+    figures that are states (open, overdue, centres live...) rather than day counters."""
+
+    __tablename__ = "summary_snapshots"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)  # province code, ...
+    taken_at: Mapped[datetime] = mapped_column(primary_key=True)
+    figures: Mapped[dict[str, Any]]
+
+
+# --- sign-in, API tokens, kiosk links and the audit log (docs/security.md) -------------------
+
+
+class User(Base):
+    """A person who signs in to the wall: a role, and for the ``commune`` role its commune."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(200))  # argon2id, never the password
+    role: Mapped[str] = mapped_column(String(16))  # wall / commune / leader / admin
+    commune_code: Mapped[str | None] = mapped_column(String(5))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Part of the session cookie's identity: a new password or a disabled account signs out
+    # every browser of the user at its next request.
+    session_nonce: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_sign_in_at: Mapped[datetime | None]
+
+
+class ApiToken(Base):
+    """A bearer token of a machine client; only the SHA-256 of the token is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    commune_code: Mapped[str | None] = mapped_column(String(5))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class KioskLink(Base):
+    """A signed link that signs an unattended screen in with the ``wall`` role. The link carries
+    only this row's id under the server's signature; revoking the row ends every screen's
+    session at its next refresh."""
+
+    __tablename__ = "kiosk_links"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    label: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(100))
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class AuditEvent(Base):
+    """Who did what, when: sign-ins (and refusals), acknowledgements, exports, account changes."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(200))  # user name, "token:<name>", "kiosk:<label>"
+    role: Mapped[str | None] = mapped_column(String(16))
+    target: Mapped[str | None] = mapped_column(String(300))
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]]
+
+    __table_args__ = (
+        Index("ix_audit_events_at", "at"),
+        Index("ix_audit_events_action_at", "action", "at"),
+    )

@@ -1,8 +1,10 @@
 """Reference data: communes (GSO codes), commune geometry, the procedure catalogue, ``db upgrade``.
 
 Communes come from the ``vietnam-provinces`` package (post-merger list, 34 provinces, 3,321
-communes); their representative point and area come from ``config/geo/{province}_*.geojson``
-when one is shipped for the province. The procedure catalogue is ``config/procedures.yaml``.
+communes); their polygon, representative point and area come from
+``config/geo/{province}_*.geojson`` when one is shipped for the province, else from the national
+``config/geo/vn_communes.geojson`` (coarser). ``config/geo/vn_provinces.geojson`` holds the 34
+provinces for the national wall. The procedure catalogue is ``config/procedures.yaml``.
 Nothing here touches the database except :func:`seed_reference_data` and :func:`db_upgrade`.
 """
 
@@ -28,6 +30,8 @@ from control_center.settings import CONFIG_DIR, Settings
 log = logging.getLogger(__name__)
 
 GEO_DIR = CONFIG_DIR / "geo"
+NATIONAL_PROVINCES_FILE = "vn_provinces.geojson"
+NATIONAL_COMMUNES_FILE = "vn_communes.geojson"
 CATALOGUE_FILE = CONFIG_DIR / "procedures.yaml"
 
 
@@ -62,23 +66,50 @@ def normalize_province_code(province_code: str | int) -> str:
     return f"{number:02d}"
 
 
+def province_codes() -> list[str]:
+    """The 34 provinces' 2-digit GSO codes, in code order."""
+    from vietnam_provinces import Province
+
+    return sorted(f"{int(p.code):02d}" for p in Province.iter_all())
+
+
+@lru_cache(maxsize=8)
+def _read_geojson(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    with path.open(encoding="utf-8") as fh:
+        data: dict[str, Any] = json.load(fh)
+    return data
+
+
 @lru_cache(maxsize=64)
 def _load_geojson(geo_dir: Path, province_code: str) -> dict[str, Any] | None:
     matches = sorted(geo_dir.glob(f"{province_code}_*.geojson"))
-    if not matches:
+    if matches:
+        return _read_geojson(matches[0])
+    # The province's slice of the national map: what a browser receives is one province.
+    national = _read_geojson(geo_dir / NATIONAL_COMMUNES_FILE)
+    if national is None:
         return None
-    with matches[0].open(encoding="utf-8") as fh:
-        data: dict[str, Any] = json.load(fh)
-    return data
+    features = [
+        f for f in national["features"] if f["properties"].get("provinceCode") == province_code
+    ]
+    return {"type": "FeatureCollection", "features": features} if features else None
 
 
 def province_geojson(province_code: str, geo_dir: Path | None = None) -> dict[str, Any] | None:
     """The province's commune polygons (a FeatureCollection keyed by ``properties.code``).
 
-    None when no geometry is shipped for the province. The result is cached and shared
-    between callers: treat it as read-only.
+    The province's own file when one is shipped, else its communes cut from the national
+    map; None when neither exists. The result is cached and shared between callers: treat it
+    as read-only.
     """
     return _load_geojson(geo_dir or GEO_DIR, normalize_province_code(province_code))
+
+
+def national_geojson(geo_dir: Path | None = None) -> dict[str, Any] | None:
+    """The 34 provinces' polygons (``properties.code`` = 2-digit province code); cached."""
+    return _read_geojson((geo_dir or GEO_DIR) / NATIONAL_PROVINCES_FILE)
 
 
 def province_communes(province_code: str, geo_dir: Path | None = None) -> list[CommuneRef]:
@@ -189,11 +220,12 @@ def _upsert(session: Session, table: Any, rows: list[dict[str, Any]], key: str) 
 
 def seed_reference_data(
     session: Session,
-    province_code: str,
+    province_code: str | None,
     catalogue_path: Path | str = CATALOGUE_FILE,
     geo_dir: Path | None = None,
 ) -> dict[str, int]:
-    """Insert or update the province's communes and the catalogue's procedures (idempotent).
+    """Insert or update the province's communes (``None``: all 34 provinces' communes) and the
+    catalogue's procedures (idempotent).
 
     A catalogue entry always wins over a row the collector created for a code it did not
     know (``catalogued`` becomes True). Rows missing from the reference data are kept:
@@ -201,7 +233,8 @@ def seed_reference_data(
     the caller commits.
     """
     procedures = load_procedures(catalogue_path)  # validate before touching the database
-    communes = province_communes(province_code, geo_dir)
+    provinces = province_codes() if province_code is None else [province_code]
+    communes = [c for code in provinces for c in province_communes(code, geo_dir)]
     _upsert(
         session,
         Commune.__table__,
@@ -241,12 +274,14 @@ def seed_reference_data(
 
 
 def db_upgrade(settings: Settings) -> dict[str, Any]:
-    """Apply migrations, then load the configured province's reference data.
+    """Apply migrations, then load the configured province's reference data (every province's
+    with ``CC_SCOPE=national``).
 
     Idempotent and safe on every release. Returns what the database holds afterwards:
-    ``revision``, ``province``, ``communes`` (of that province), ``procedures`` (catalogued).
+    ``revision``, ``province`` (``"all"`` in national mode), ``communes`` (of that scope),
+    ``procedures`` (catalogued).
     """
-    province = normalize_province_code(settings.province)
+    province = None if settings.national else normalize_province_code(settings.province)
     catalogue = settings.config_dir / "procedures.yaml"
     geo_dir = settings.config_dir / "geo"
     load_procedures(catalogue)  # a broken catalogue fails before the schema is touched
@@ -256,15 +291,16 @@ def db_upgrade(settings: Settings) -> dict[str, Any]:
         with session_factory(engine)() as session, session.begin():
             written = seed_reference_data(session, province, catalogue, geo_dir)
         with session_factory(engine)() as session:
-            communes = session.scalar(
-                select(func.count()).select_from(Commune).where(Commune.province_code == province)
-            )
+            in_scope = select(func.count()).select_from(Commune)
+            if province is not None:
+                in_scope = in_scope.where(Commune.province_code == province)
+            communes = session.scalar(in_scope)
             procedures = session.scalar(
                 select(func.count()).select_from(Procedure).where(Procedure.catalogued)
             )
         result = {
             "revision": current_revision(engine),
-            "province": province,
+            "province": province or "all",
             "communes": int(communes or 0),
             "procedures": int(procedures or 0),
         }

@@ -11,7 +11,7 @@ import tomllib
 from datetime import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -74,12 +74,44 @@ class Settings(BaseSettings):
     )
     mqtt_session_expiry_s: int = 7 * 24 * 3600
     province: str = "08"
+    scope: Literal["province", "national"] = Field(
+        default="province",
+        description="'province': one province (CC_PROVINCE); 'national': all 34 provinces and "
+        "their communes, the wall drilling from the country to a province to a commune",
+    )
+    national_cache_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="national mode: the country's figures are computed at most this often and "
+        "shared by every viewer and worker of the machine (0: on every request)",
+    )
+    cache_dir: Path = Field(
+        default=REPO_ROOT / "var" / "cache",
+        description="where processes of this machine share short-lived read results",
+    )
     web_host: str = "127.0.0.1"
     web_port: int = 8050
     api_token: SecretStr | None = Field(
         default=None, description="bearer token for the API's writes (alert ack); unset: open"
     )
     config_dir: Path = CONFIG_DIR
+
+    # Database connections (PostgreSQL; per process, so per gunicorn worker)
+    db_pool_size: int = Field(
+        default=5, ge=1, description="connections kept open per process (each gunicorn worker)"
+    )
+    db_max_overflow: int = Field(
+        default=5, ge=0, description="extra connections a process may open under a burst"
+    )
+    db_pool_timeout_s: float = Field(
+        default=10.0, gt=0, description="wait for a free pooled connection before failing"
+    )
+    retention_days: int | None = Field(
+        default=None,
+        ge=30,
+        description="`control-center db prune` without --older-than: history older than this "
+        "many days is archived or dropped; unset: nothing is pruned unless asked",
+    )
 
     # Working time (DOMAIN.md: per province; 15:00 counter cut-off is uncertain, so a setting)
     working_sessions: str = "07:00-11:30,13:30-17:00"
@@ -93,6 +125,13 @@ class Settings(BaseSettings):
     feed_offline_after_s: int = 1800
     feed_catching_up_lag_s: int = 600
     wall_stale_after_s: int = 120
+    health_feed_max_age_s: int = Field(
+        default=900,
+        description="/healthz answers 503 when the newest event or centre heartbeat is older",
+    )
+    health_db_timeout_s: float = Field(
+        default=2.0, gt=0, description="/healthz: the database must answer within this"
+    )
 
     # Collector
     collector_batch_size: int = 500
@@ -115,6 +154,15 @@ class Settings(BaseSettings):
         default=None, description="smtp://user:pass@host:25 or smtps://...; unset: no e-mail"
     )
     alerts_email_from: str = "control-center@localhost"
+    alerts_lease_s: float = Field(
+        default=15.0,
+        ge=1.0,
+        description="leadership lease of the alert engine: with several instances one acts, "
+        "another takes over this long after the leader stops renewing",
+    )
+    alerts_metrics_port: int | None = Field(
+        default=None, description="serve the alert engine's Prometheus metrics on this port"
+    )
 
     # Wall
     wall_refresh_s: int = 5
@@ -124,6 +172,42 @@ class Settings(BaseSettings):
         "have a tile server; unset: no tiles, the map draws with no network",
     )
     due_soon_working_hours: float = 8.0
+
+    # Sign-in, roles and web hardening (docs/security.md)
+    auth_required: bool = Field(
+        default=True,
+        description="sign-in required for the wall and the API; false only on a closed network "
+        "(then everyone is treated as an administrator who sees no personal data)",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="signs session cookies and kiosk links; same value on every web worker",
+    )
+    cookie_secure: bool = Field(
+        default=True, description="session cookie only over HTTPS; false for a plain-http demo"
+    )
+    session_hours: float = Field(
+        default=12.0, gt=0, description="a signed-in browser stays signed in this long idle"
+    )
+    personal_data_roles: str = Field(
+        default="commune",
+        description="roles that see applicants' names and phone numbers (comma-separated); "
+        "every other role sees them masked",
+    )
+    signin_rate_limit: str = Field(
+        default="5 per minute;30 per hour", description="sign-in attempts per client address"
+    )
+    ratelimit_storage_url: str = Field(
+        default="memory://",
+        description="flask-limiter storage; redis://host:6379 shares the count between workers",
+    )
+    web_proxy_count: int = Field(
+        default=0, ge=0, description="reverse proxies in front of the wall (X-Forwarded-For)"
+    )
+    mqtt_cert_file: str | None = Field(
+        default=None, description="client certificate for mqtts:// (PEM), optional"
+    )
+    mqtt_key_file: str | None = Field(default=None, description="its private key (PEM)")
 
     log_level: str = "INFO"
 
@@ -200,6 +284,18 @@ class Settings(BaseSettings):
     # Derived views -----------------------------------------------------------------------
 
     @property
+    def national(self) -> bool:
+        """All 34 provinces: the reads and the collector are not limited to ``province``."""
+        return self.scope == "national"
+
+    def for_province(self, code: str) -> Settings:
+        """The same settings narrowed to one province (a national wall drilling down)."""
+        code = code.strip().zfill(2)
+        if code not in _province_codes():
+            raise ValueError(f"{code!r} is not one of the 34 province codes")
+        return self.model_copy(update={"province": code, "scope": "province"})
+
+    @property
     def sqlite_path(self) -> Path | None:
         from sqlalchemy.engine import make_url
 
@@ -220,6 +316,8 @@ class Settings(BaseSettings):
             password=unquote(parts.password) if parts.password is not None else None,
             tls=tls,
             ca_file=self.mqtt_ca_file,
+            cert_file=self.mqtt_cert_file,
+            key_file=self.mqtt_key_file,
         )
 
     def redacted(self) -> dict[str, Any]:
@@ -235,8 +333,14 @@ class Settings(BaseSettings):
         return {k: str(v) if isinstance(v, Path) else v for k, v in out.items()}
 
 
+class TlsOptions(TypedDict):
+    ca_certs: str | None
+    certfile: str | None
+    keyfile: str | None
+
+
 class MqttTarget:
-    __slots__ = ("ca_file", "host", "password", "port", "tls", "username")
+    __slots__ = ("ca_file", "cert_file", "host", "key_file", "password", "port", "tls", "username")
 
     def __init__(
         self,
@@ -246,9 +350,17 @@ class MqttTarget:
         password: str | None,
         tls: bool,
         ca_file: str | None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
     ) -> None:
         self.host, self.port, self.username, self.password = host, port, username, password
         self.tls, self.ca_file = tls, ca_file
+        self.cert_file, self.key_file = cert_file, key_file
+
+    def tls_options(self) -> TlsOptions:
+        """Keyword arguments of paho's ``Client.tls_set``: the CA (system store when unset) and
+        an optional client certificate, for brokers that authenticate centres by certificate."""
+        return TlsOptions(ca_certs=self.ca_file, certfile=self.cert_file, keyfile=self.key_file)
 
     def __repr__(self) -> str:
         return f"MqttTarget({self.host}:{self.port}, tls={self.tls}, user={self.username!r})"

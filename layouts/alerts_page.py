@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 
 from dash import MATCH, Dash, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
+from flask import has_request_context, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from alerts.acks import acknowledge
@@ -34,6 +35,7 @@ from alerts.policy import (
     load_policy,
 )
 from control_center.models import Alert
+from control_center.security import accounts
 from layouts import ids
 from layouts.common import header
 from layouts.context import WallContext
@@ -188,20 +190,32 @@ def acknowledge_from_wall(
     """Record ``by`` acknowledging ``alert_id`` at ``now``; the alert as stored afterwards.
 
     Returns ``(alert, needs_name)``: ``needs_name`` when nobody is named (nothing recorded).
-    None for an unknown alert. Acknowledging an alert that is no longer open changes nothing
-    (the first acknowledgement is kept; a resolved alert stays resolved).
+    None for an unknown alert, or one outside the principal's scope (another commune's).
+    Acknowledging an alert that is no longer open changes nothing (the first acknowledgement is
+    kept; a resolved alert stays resolved). A signed-in user acknowledges in its own name when
+    the name field is empty; every acknowledgement is written to the audit log.
     """
     try:
         key = uuid.UUID(alert_id)
     except ValueError:
         return None
-    who = (by or "").strip()[:200]
+    principal = wall.principal()
+    who = (by or "").strip()[:200] or (principal.name if principal.kind == "user" else "")
     with wall.db.session() as session, session.begin():
-        if who:
-            acknowledge(session, key, who, now)
         alert = session.get(Alert, key)
-        if alert is None:
+        if alert is None or not principal.scope.allows(alert.commune_code):
             return None
+        if who and acknowledge(session, key, who, now):
+            remote = request.remote_addr if has_request_context() else None
+            accounts.audit(
+                session,
+                "alert_ack",
+                accounts.Actor(principal.name, principal.role, remote),
+                str(key),
+                by=who,
+                commune_code=alert.commune_code,
+                via="wall",
+            )
         return wall.queries.alert_payload(alert), not who
 
 
@@ -361,6 +375,7 @@ def register(app: Dash, wall: WallContext) -> None:
                     **query_filters(state, level, commune, kind),
                     limit=PAGE_SIZE,
                     offset=offset,
+                    scope=wall.scope(),
                 )
                 names = wall.queries.commune_names(session, wall.settings)
         except SQLAlchemyError as exc:

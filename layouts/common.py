@@ -88,5 +88,6 @@ def province_name(code: str, lang: str) -> str:
                 if lang == "vi"
                 else ("City" if city else "Province")
             )
-            return f"{kind} {province.name}"
+            # The package names cities "Thành phố Hà Nội" but provinces "Tuyên Quang".
+            return f"{kind} {province.name.removeprefix('Thành phố ')}"
     return code

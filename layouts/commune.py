@@ -24,6 +24,7 @@ from layouts.format import (
     fmt_pct,
 )
 from layouts.i18n import lang_from_search, t, with_lang
+from layouts.scope import commune_province
 from layouts.wall import kpi_tile, level_badge
 
 log = logging.getLogger(__name__)
@@ -251,7 +252,7 @@ def layout(
                 lang,
                 pathname,
                 search,
-                title=province_name(ctx_.settings.province, lang),
+                title=province_name(commune_province(ctx_.settings, code), lang),
                 clock_id=ids.COMMUNE_CLOCK,
                 show_nav=not kiosk,
             ),
@@ -334,7 +335,7 @@ def register(app: Dash, wall: WallContext) -> None:
         try:
             with wall.db.session() as session:
                 detail = wall.queries.commune_detail(
-                    session, wall.settings, wall.working_calendar(), code, now
+                    session, wall.settings, wall.working_calendar(), code, now, scope=wall.scope()
                 )
         except SQLAlchemyError as exc:
             # The last figures stay on screen; the banner says they are no longer current.

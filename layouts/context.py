@@ -15,6 +15,7 @@ from control_center import queries
 from control_center.db import Database
 from control_center.domain.calendar import WorkingCalendar
 from control_center.runtime import calendar_from_settings
+from control_center.security.roles import Principal, Scope, current_principal
 from control_center.settings import Settings
 
 
@@ -37,6 +38,15 @@ class WallContext:
         if self.calendar is None:
             self.calendar = calendar_from_settings(self.settings)
         return self.calendar
+
+    def principal(self) -> Principal:
+        """Who the request being answered is for (docs/security.md)."""
+        return current_principal(self.settings)
+
+    def scope(self) -> Scope:
+        """What that principal may read: every callback passes it to the queries, so a
+        crafted callback request cannot reach another commune's dossiers."""
+        return self.principal().scope
 
     @property
     def queries(self) -> ModuleType:

@@ -391,6 +391,12 @@ def summary_panel(detail: Mapping[str, Any], lang: str) -> html.Section:
                 ),
                 _fact(t("dossier_received", lang), fmt_datetime(detail.get("received_at"))),
                 _fact(t("review_col_officer", lang), detail.get("officer") or MISSING),
+                # Masked unless the role may see applicants' personal data (docs/security.md).
+                _fact(
+                    "Người nộp" if lang == "vi" else "Applicant",
+                    detail.get("applicant_name") or MISSING,
+                    key="applicant",
+                ),
                 _fact(t("dossier_department", lang), detail.get("department") or MISSING),
                 _fact(
                     t("dossier_state", lang),
@@ -414,7 +420,9 @@ def layout(
     try:
         with context.db.session() as session:
             q = context.queries
-            detail = q.dossier_detail(session, context.settings, calendar, code, now)
+            detail = q.dossier_detail(
+                session, context.settings, calendar, code, now, scope=context.scope()
+            )
             alerts = q.dossier_alerts(session, code) if detail else []
             names = q.commune_names(session, context.settings) if detail else {}
     except SQLAlchemyError:

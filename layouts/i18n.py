@@ -433,6 +433,31 @@ STRINGS.update(
     }
 )
 
+# The national wall (CC_SCOPE=national): the country's provinces, then one province's wall.
+STRINGS.update(
+    {
+        "national_title": {"vi": "Toàn quốc", "en": "Viet Nam"},
+        "national_map_title": {
+            "vi": "Bản đồ {n} tỉnh, thành phố",
+            "en": "Map of the {n} provinces and cities",
+        },
+        "measure_centres_silent": {"vi": "Trung tâm mất kết nối", "en": "Centres silent"},
+        "worst_provinces_title": {"vi": "Tỉnh, thành phố cần chú ý", "en": "Provinces to watch"},
+        "worst_communes_national_title": {
+            "vi": "10 xã cần chú ý trên cả nước",
+            "en": "Top 10 communes to watch in the country",
+        },
+        "col_province": {"vi": "Tỉnh, thành phố", "en": "Province"},
+        "col_centres_silent": {"vi": "Mất kết nối", "en": "Silent"},
+        "hover_centres": {
+            "vi": "Trung tâm: {online}/{total} trực tuyến, {stale} chậm, {offline} mất kết nối",
+            "en": "Centres: {online}/{total} live, {stale} stale, {offline} offline",
+        },
+        "back_to_country": {"vi": "← Toàn quốc", "en": "← Country"},
+        "nav_country": {"vi": "Toàn quốc", "en": "Country"},
+    }
+)
+
 
 def t(key: str, lang: str = DEFAULT_LANG, **values: object) -> str:
     """The label ``key`` in ``lang``; a missing key shows itself rather than crash the wall."""

@@ -12,6 +12,7 @@ LANG_SWITCH = "lang-switch"
 WALL_INTERVAL = "wall-interval"
 WALL_MAP = "wall-map"
 WALL_MAP_BUILT = "wall-map-built"  # (measure, lang) of the figure in the browser
+WALL_MAP_BOX = "wall-map-box"  # dcc.Store: the geometry's bounds, to fit the panel's pixels
 WALL_MEASURE = "wall-measure"
 WALL_KPIS = "wall-kpis"
 WALL_WORST = "wall-worst"
@@ -20,6 +21,20 @@ WALL_FEEDS = "wall-feeds"
 WALL_CLOCK = "wall-clock"
 WALL_DATA_AS_OF = "wall-data-as-of"
 WALL_STALE_BANNER = "wall-stale-banner"
+
+# National wall (CC_SCOPE=national, ``/``): the country's provinces
+NATIONAL_INTERVAL = "national-interval"
+NATIONAL_MAP = "national-map"
+NATIONAL_MAP_BUILT = "national-map-built"
+NATIONAL_MAP_BOX = "national-map-box"
+NATIONAL_MEASURE = "national-measure"
+NATIONAL_KPIS = "national-kpis"
+NATIONAL_WORST_PROVINCES = "national-worst-provinces"
+NATIONAL_WORST_COMMUNES = "national-worst-communes"
+NATIONAL_FEEDS = "national-feeds"
+NATIONAL_CLOCK = "national-clock"
+NATIONAL_DATA_AS_OF = "national-data-as-of"
+NATIONAL_STALE_BANNER = "national-stale-banner"
 
 # Commune page
 COMMUNE_INTERVAL = "commune-interval"

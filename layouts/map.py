@@ -1,15 +1,20 @@
-"""The province map: commune polygons coloured by one measure (plain figure builders).
+"""The wall's maps: a province's communes, or the country's provinces, coloured by one measure.
 
 ``go.Choroplethmap`` (MapLibre) with an embedded GeoJSON and a style that has no tile source:
 it draws with no network at all, unlike ``go.Choropleth``, which fetches a world topojson from
 a CDN. The figure is built once per (measure, language); refresh ticks send only ``z`` and the
 hover text as a :class:`dash.Patch`, so 200 KB of polygons do not travel every five seconds.
+
+The server fits the view to a 1920x1080 panel; in the browser ``assets/map_fit.js``
+(:func:`layouts.wall.register_fit_to_panel`) refits it once to the panel's real size, so a
+3840x2160 wall fills its panel too, as a Patch of the centre and zoom only. Plotly's own
+``map.fitbounds`` ignores choropleth traces, hence this.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,15 @@ from layouts.format import fmt_int, fmt_minutes, fmt_pct
 from layouts.i18n import t
 
 MEASURES = ("overdue", "due_soon", "open", "on_time_rate", "queue_waiting", "feed_state")
+# On the country's map a province has many feeds: it is coloured by how many centres are silent.
+NATIONAL_MEASURES = (
+    "overdue",
+    "due_soon",
+    "open",
+    "on_time_rate",
+    "queue_waiting",
+    "centres_silent",
+)
 DEFAULT_MEASURE = "overdue"
 FEED_STATES = ("live", "catching_up", "stale", "offline", "unknown")
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
@@ -109,12 +123,14 @@ def fit_view(
 
 
 def measure_value(row: Mapping[str, Any] | None, measure: str) -> float | None:
-    """The number a commune is coloured by; None = no data (drawn grey)."""
+    """The number a commune (or a province) is coloured by; None = no data (drawn grey)."""
     if measure == "feed_state":
         state = (row or {}).get("feed_state") or "unknown"
         return float(FEED_STATES.index(state if state in FEED_STATES else "unknown"))
     if row is None:
         return None
+    if measure == "centres_silent":
+        return float((row.get("centres_stale") or 0) + (row.get("centres_offline") or 0))
     value = row.get(measure)
     if value is None:
         return None
@@ -138,17 +154,45 @@ def hover_text(row: Mapping[str, Any] | None, lang: str, name: str = "") -> str:
     return "<br>".join(lines)
 
 
+def province_hover_text(row: Mapping[str, Any] | None, lang: str, name: str = "") -> str:
+    """Hover of a province on the country's map: its summed figures and its centres."""
+    if row is None:
+        return f"<b>{name}</b><br>{t('no_data', lang)}"
+    lines = [
+        f"<b>{row.get('name') or name}</b> ({row.get('code', '')})",
+        f"{t('col_overdue', lang)}: {fmt_int(row.get('overdue'), lang)}",
+        f"{t('col_due_soon', lang)}: {fmt_int(row.get('due_soon'), lang)}",
+        f"{t('col_open', lang)}: {fmt_int(row.get('open'), lang)}",
+        f"{t('measure_queue_waiting', lang)}: {fmt_int(row.get('queue_waiting'), lang)}"
+        f" ({t('kpi_avg_wait', lang)} {fmt_minutes(row.get('avg_wait_minutes'), lang)})",
+        f"{t('measure_on_time_rate', lang)}: {fmt_pct(row.get('on_time_rate'), lang)}",
+        t(
+            "hover_centres",
+            lang,
+            online=fmt_int(row.get("centres_online"), lang),
+            total=fmt_int(row.get("centres_total"), lang),
+            stale=fmt_int(row.get("centres_stale"), lang),
+            offline=fmt_int(row.get("centres_offline"), lang),
+        ),
+    ]
+    return "<br>".join(lines)
+
+
+Hover = Callable[[Mapping[str, Any] | None, str, str], str]
+
+
 def map_values(
     codes: Sequence[str],
     rows: Iterable[Mapping[str, Any]],
     measure: str,
     lang: str,
     names: Mapping[str, str] | None = None,
+    hover: Hover = hover_text,
 ) -> dict[str, Any]:
     """``z``, hover ``text`` and colour range for the measure trace, in feature order."""
     by_code = {str(r["code"]): r for r in rows}
     z = [measure_value(by_code.get(code), measure) for code in codes]
-    text = [hover_text(by_code.get(code), lang, (names or {}).get(code, code)) for code in codes]
+    text = [hover(by_code.get(code), lang, (names or {}).get(code, code)) for code in codes]
     if measure == "feed_state":
         zmin, zmax = -0.5, len(FEED_STATES) - 0.5
     elif measure == "on_time_rate":
@@ -200,12 +244,15 @@ def build_map_figure(
     measure: str,
     lang: str,
     tiles: str | None = None,
+    *,
+    hover: Hover = hover_text,
+    uirevision: str = "province-map",
 ) -> go.Figure:
     codes = feature_codes(geojson)
     names = {
         str(f["properties"]["code"]): f["properties"].get("name", "") for f in geojson["features"]
     }
-    values = map_values(codes, rows, measure, lang, names)
+    values = map_values(codes, rows, measure, lang, names, hover)
     centre, zoom = fit_view(bounds(geojson))
     base = go.Choroplethmap(
         geojson=geojson,
@@ -239,7 +286,7 @@ def build_map_figure(
         font={"color": "#e5e7eb", "size": 16},
         hoverlabel={"font": {"size": 18}, "bgcolor": "#111827", "bordercolor": "#e5e7eb"},
         # Survives value patches and measure changes: the operator's zoom stays where it was.
-        uirevision="province-map",
+        uirevision=uirevision,
     )
     return fig
 

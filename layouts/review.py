@@ -28,6 +28,7 @@ from control_center.queries import (
     ReviewFilters,
     review_filters_from_params,
 )
+from control_center.security import accounts
 from layouts import ids
 from layouts.common import header
 from layouts.context import WallContext
@@ -298,7 +299,9 @@ def layout(context: WallContext, lang: str, pathname: str, search: str | None) -
     now = context.now()
     try:
         with context.db.session() as session:
-            choices = context.queries.review_choices(session, context.settings)
+            choices = context.queries.review_choices(
+                session, context.settings, scope=context.scope()
+            )
     except SQLAlchemyError:
         log.exception("review: reading the filter lists failed")
         choices = {"communes": [], "sectors": [], "procedures": []}
@@ -393,6 +396,7 @@ def register(app: Dash, context: WallContext) -> None:
                     filters,
                     offset=offset,
                     limit=limit,
+                    scope=context.scope(),
                 )
         except SQLAlchemyError:
             log.exception("review: reading rows %s+%s failed", offset, limit)
@@ -423,6 +427,22 @@ def register(app: Dash, context: WallContext) -> None:
         filters = with_sort(review_filters_from_params(params or {}), request)
         with context.db.session() as session:
             export = exports.export_review(
-                session, context.settings, context.working_calendar(), context.now(), filters, fmt
+                session,
+                context.settings,
+                context.working_calendar(),
+                context.now(),
+                filters,
+                fmt,
+                scope=context.scope(),
             )
+        accounts.audit_request(
+            context.db,
+            context.principal(),
+            "export",
+            "review",
+            format=fmt,
+            rows=export.written,
+            filters=filters.to_params(),
+            via="wall",
+        )
         return dcc.send_bytes(export.file.read(), export.filename, type=export.mimetype)

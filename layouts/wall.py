@@ -7,11 +7,11 @@ Builders here are plain functions of the query results (unit-tested without a br
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from dash import Dash, Input, Output, State, dcc, html, no_update
+from dash import ClientsideFunction, Dash, Input, Output, State, dcc, html, no_update
 from dash.development.base_component import Component
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -32,6 +32,7 @@ from layouts.i18n import lang_from_search, t, with_lang
 from layouts.map import (
     DEFAULT_MEASURE,
     MEASURES,
+    bounds,
     build_map_figure,
     clicked_commune,
     feature_codes,
@@ -39,6 +40,7 @@ from layouts.map import (
     map_values,
     province_geojson,
 )
+from layouts.scope import country_href, page_settings
 
 log = logging.getLogger(__name__)
 
@@ -92,17 +94,25 @@ def yesterday_note(summary: Mapping[str, Any], key: str, lang: str) -> str | Non
 
 
 def same_time_change(
-    summary: Mapping[str, Any], key: str, lang: str, *, higher_is_better: bool | None
+    summary: Mapping[str, Any],
+    key: str,
+    lang: str,
+    *,
+    higher_is_better: bool | None,
+    fmt: Callable[[float], str] | None = None,
 ) -> tuple[str, str] | None:
-    """Today's count so far against yesterday's up to the same time: "▲ 12 so với cùng giờ
-    hôm qua". ``higher_is_better=None`` keeps the arrow neutral (more dossiers received is
-    neither good nor bad news)."""
+    """The figure now against the same time yesterday: "▲ 12 so với cùng giờ hôm qua".
+
+    Day counters are compared with yesterday's count up to the same time; states (open,
+    overdue, queue, centres, score) with the summary snapshot nearest to 24 hours ago. None
+    (no line) without a figure from yesterday. ``higher_is_better=None`` keeps the arrow
+    neutral (more dossiers received is neither good nor bad news)."""
     previous = ((summary.get("trend") or {}).get("same_time_yesterday") or {}).get(key)
     change = trend(
         summary.get(key),
         previous,
         higher_is_better=bool(higher_is_better),
-        fmt=lambda v: fmt_int(v, lang),
+        fmt=fmt or (lambda v: fmt_int(v, lang)),
     )
     if change is None:
         return None
@@ -142,17 +152,24 @@ def kpi_tiles(summary: Mapping[str, Any], lang: str) -> list[html.Div]:
     s = summary
     online_share = _share(s.get("received_online_today"), s.get("received_today"))
     return [
-        kpi_tile("open", t("kpi_open", lang), fmt_int(s.get("open"), lang)),
+        kpi_tile(
+            "open",
+            t("kpi_open", lang),
+            fmt_int(s.get("open"), lang),
+            change=same_time_change(s, "open", lang, higher_is_better=False),
+        ),
         kpi_tile(
             "overdue",
             t("kpi_overdue", lang),
             fmt_int(s.get("overdue"), lang),
+            change=same_time_change(s, "overdue", lang, higher_is_better=False),
             tone="alarm" if s.get("overdue") else "",
         ),
         kpi_tile(
             "due_soon",
             t("kpi_due_soon", lang),
             fmt_int(s.get("due_soon"), lang),
+            change=same_time_change(s, "due_soon", lang, higher_is_better=False),
             tone="warn" if s.get("due_soon") else "",
         ),
         kpi_tile(
@@ -180,6 +197,7 @@ def kpi_tiles(summary: Mapping[str, Any], lang: str) -> list[html.Div]:
             t("kpi_queue_waiting", lang),
             fmt_int(s.get("queue_waiting"), lang),
             sub=f"{t('kpi_avg_wait', lang)} {fmt_minutes(s.get('avg_wait_minutes'), lang)}",
+            change=same_time_change(s, "queue_waiting", lang, higher_is_better=False),
         ),
         kpi_tile(
             "centres",
@@ -197,6 +215,7 @@ def kpi_tiles(summary: Mapping[str, Any], lang: str) -> list[html.Div]:
                 offline=fmt_int(s.get("centres_offline"), lang),
                 total=fmt_int(s.get("centres_total"), lang),
             ),
+            change=same_time_change(s, "centres_online", lang, higher_is_better=True),
             # Edge only: the number counts live centres, so it must not itself look alarming.
             tone="warn-edge" if s.get("centres_offline") or s.get("centres_stale") else "",
         ),
@@ -205,6 +224,13 @@ def kpi_tiles(summary: Mapping[str, Any], lang: str) -> list[html.Div]:
             t("kpi_progress", lang),
             fmt_number(s.get("progress_score"), lang, 2),
             sub=t("kpi_progress_unit", lang),
+            change=same_time_change(
+                s,
+                "progress_score",
+                lang,
+                higher_is_better=True,
+                fmt=lambda v: fmt_number(v, lang, 2),
+            ),
         ),
     ]
 
@@ -381,16 +407,24 @@ def measure_options(lang: str) -> list[dict[str, str]]:
 def layout(
     ctx_: WallContext, lang: str, pathname: str, search: str | None, *, kiosk: bool = False
 ) -> html.Div:
-    geojson = province_geojson(ctx_.settings.province, ctx_.settings.config_dir)
+    settings = page_settings(ctx_.settings, search)
+    if settings.national:
+        from layouts import national  # the country's wall builds on this module's pieces
+
+        return national.layout(ctx_, lang, pathname, search, kiosk=kiosk)
+    geojson = province_geojson(settings.province, settings.config_dir)
+    extra: list[Any] = [html.Div(id=ids.WALL_DATA_AS_OF, className="data-as-of")]
+    if ctx_.settings.national:
+        extra.insert(0, dcc.Link(t("back_to_country", lang), href=country_href(lang, search)))
     return html.Div(
         [
             header(
                 lang,
                 pathname,
                 search,
-                title=province_name(ctx_.settings.province, lang),
+                title=province_name(settings.province, lang),
                 clock_id=ids.WALL_CLOCK,
-                extra=[html.Div(id=ids.WALL_DATA_AS_OF, className="data-as-of")],
+                extra=extra,
                 show_nav=not kiosk,
             ),
             html.Div(id=ids.WALL_STALE_BANNER, className="stale-banner hidden", role="alert"),
@@ -422,13 +456,14 @@ def layout(
                             dcc.Graph(
                                 id=ids.WALL_MAP,
                                 figure=build_map_figure(
-                                    geojson, [], DEFAULT_MEASURE, lang, ctx_.settings.map_tiles
+                                    geojson, [], DEFAULT_MEASURE, lang, settings.map_tiles
                                 ),
                                 className="wall-map",
                                 config={"displayModeBar": False, "scrollZoom": True},
                                 style={"height": "100%"},
                             ),
                             dcc.Store(id=ids.WALL_MAP_BUILT, data=[DEFAULT_MEASURE, lang]),
+                            dcc.Store(id=ids.WALL_MAP_BOX, data=list(bounds(geojson))),
                         ],
                         className="panel map-panel",
                     ),
@@ -485,10 +520,11 @@ def register(app: Dash, wall: WallContext) -> None:
         now = wall.now()
         q = wall.queries
         calendar = wall.working_calendar()
+        settings = page_settings(wall.settings, search)
         try:
             with wall.db.session() as session, q.shared_reads(session):
-                summary = q.province_summary(session, wall.settings, calendar, now)
-                rows = q.commune_rows(session, wall.settings, calendar, now)
+                summary = q.province_summary(session, settings, calendar, now)
+                rows = q.commune_rows(session, settings, calendar, now)
                 alerts = q.list_alerts(session, state="open", limit=TICKER_MAX)
         except SQLAlchemyError as exc:
             # Keep the last figures on screen but say loudly that they are no longer current.
@@ -501,8 +537,8 @@ def register(app: Dash, wall: WallContext) -> None:
                 t("database_down", lang, at=fmt_clock(now)),
                 "stale-banner",
             )
-        geojson = province_geojson(wall.settings.province, wall.settings.config_dir)
-        figure, built_out = map_update(geojson, rows, measure, lang, built, wall.settings.map_tiles)
+        geojson = province_geojson(settings.province, settings.config_dir)
+        figure, built_out = map_update(geojson, rows, measure, lang, built, settings.map_tiles)
         names = {r["code"]: r["name"] for r in rows}
         banner_text, banner_class = stale_banner(summary, lang, now)
         return (
@@ -526,3 +562,18 @@ def register(app: Dash, wall: WallContext) -> None:
     def open_commune(click_data: Any) -> Any:
         code = clicked_commune(click_data)
         return f"/commune/{code}" if code else no_update
+
+    register_fit_to_panel(app, ids.WALL_MAP, ids.WALL_MAP_BOX, ids.WALL_KPIS)
+
+
+def register_fit_to_panel(app: Dash, graph_id: str, box_id: str, refreshed_id: str) -> None:
+    """Refit the map to its panel's pixel size (any screen, 4K too) once the page's first
+    refresh has filled ``refreshed_id`` and the panel has its final size."""
+    app.clientside_callback(
+        ClientsideFunction(namespace="cc_map", function_name="fitToPanel"),
+        Output(graph_id, "figure", allow_duplicate=True),
+        Input(refreshed_id, "children"),
+        State(box_id, "data"),
+        State(graph_id, "id"),
+        prevent_initial_call=True,
+    )

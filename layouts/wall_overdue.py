@@ -165,13 +165,26 @@ def register(app: Dash, wall: WallContext) -> None:
         now = wall.now()
         calendar = wall.working_calendar()
         q = wall.queries
+        scope = wall.scope()
         try:
             with wall.db.session() as session:
                 overdue = q.list_dossiers(
-                    session, wall.settings, calendar, now, state="overdue", limit=OVERDUE_SHOWN
+                    session,
+                    wall.settings,
+                    calendar,
+                    now,
+                    state="overdue",
+                    limit=OVERDUE_SHOWN,
+                    scope=scope,
                 )
                 due_soon = q.list_dossiers(
-                    session, wall.settings, calendar, now, state="due_soon", limit=DUE_SOON_SHOWN
+                    session,
+                    wall.settings,
+                    calendar,
+                    now,
+                    state="due_soon",
+                    limit=DUE_SOON_SHOWN,
+                    scope=scope,
                 )
         except SQLAlchemyError as exc:
             log.warning("overdue view refresh: database unavailable: %s", type(exc).__name__)

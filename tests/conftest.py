@@ -24,6 +24,16 @@ from sqlalchemy.engine import make_url
 PG_ADMIN_URL = os.environ.get("CC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+@pytest.fixture(autouse=True)
+def _sign_in_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The product requires sign-in by default; the wall, API and alert tests are about what
+    the pages and figures show, so they run with ``CC_AUTH_REQUIRED=false`` (everyone an
+    administrator who sees no personal data). The security tests (tests/test_security*.py)
+    pass ``auth_required=True`` explicitly, which wins over the environment. Subprocesses
+    that strip ``CC_*`` (the demo test) get the production default."""
+    monkeypatch.setenv("CC_AUTH_REQUIRED", "false")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -28,7 +28,7 @@ from alerts.engine import evaluate, run
 from alerts.notifiers import WebhookSender, email_from_settings
 from alerts.outbox import deliver_outbox
 from alerts.policy import parse_policy
-from control_center.models import Alert, Heartbeat, OutboxMessage
+from control_center.models import Alert, Heartbeat, OutboxMessage, SummarySnapshot
 from tests.conftest import free_port
 from tests.test_alert_engine import CAL, CODE, COMMUNE, POLICY, World, dossier, local, make_world
 
@@ -139,6 +139,10 @@ def test_the_centre_receives_its_alert_and_its_ack_is_recorded(
         with world.factory() as s:
             beat = s.get(Heartbeat, "alerts")
             assert beat is not None and beat.info.get("mqtt_connected") is True
+            # The cycle also snapshots the wall's figures ("same time yesterday" tomorrow).
+            [snapshot] = s.scalars(select(SummarySnapshot))
+            assert snapshot.scope == "08" and snapshot.taken_at >= NOW
+            assert {"open", "overdue", "due_soon", "centres_online"} <= set(snapshot.figures)
     finally:
         centre.close()
 

@@ -189,6 +189,20 @@ def test_only_open_dossiers_due_before_the_horizon_are_read(world: World) -> Non
     assert [a.dossier_code for a in world.alerts()] == ["A"]
 
 
+def test_a_dossier_paused_in_time_is_not_late_one_paused_after_its_due_date_is(
+    world: World,
+) -> None:
+    """Waiting for the citizen stops the clock: past its stored due date a dossier paused
+    before it is not overdue (its due date moves with the pause); one paused late stays late."""
+    due = local(2026, 11, 25, 17)
+    world.add(
+        dossier("IN-TIME", due=due, status=5, is_paused=True, paused_since=local(2026, 11, 23, 9)),
+        dossier("LATE", due=due, status=5, is_paused=True, paused_since=local(2026, 11, 26, 9)),
+    )
+    world.cycle(local(2026, 11, 30, 10))
+    assert {a.dossier_code for a in world.alerts()} == {"LATE"}
+
+
 def test_the_horizon_is_exact_to_the_minute_on_both_backends(world: World) -> None:
     # Thu 09:00 + one working day (the widest before-due rule) = Fri 09:00.
     world.add(
@@ -351,6 +365,34 @@ def test_a_late_acknowledgement_stops_the_escalation_going_further(world: World)
     # The leadership's copy is still unanswered a working day later, but someone is on it.
     assert early_cycle(world, local(2026, 12, 8, 11)).escalated == []
     assert world.alerts(kind="due_soon", level=3) == []
+
+
+def test_the_dossier_row_keeps_its_escalation_level_through_raise_escalate_resolve(
+    world: World,
+) -> None:
+    # The review filters and sorts by dossiers.escalation_level: it must follow the alerts.
+    def level() -> int:
+        with world.factory() as s:
+            return s.scalar(select(Dossier.escalation_level).where(Dossier.dossier_code == CODE))
+
+    world.add(dossier(due=local(2026, 12, 9, 17)), dossier("quiet", due=local(2027, 1, 29, 17)))
+    assert level() == 0
+    early_cycle(world, local(2026, 12, 4, 17))  # raised at level 1
+    assert level() == 1
+    early_cycle(world, local(2026, 12, 7, 11))  # escalated to level 2
+    assert level() == 2
+    [low] = world.alerts(kind="due_soon", level=1)
+    with world.factory() as s, s.begin():  # acknowledged is still unresolved
+        assert acknowledge(s, low.alert_id, "Bộ phận một cửa", local(2026, 12, 7, 11, 30))
+    early_cycle(world, local(2026, 12, 7, 12))
+    assert level() == 2
+    world.set_dossier(CODE, is_open=False, status=10, finished_at=local(2026, 12, 7, 13))
+    assert len(early_cycle(world, local(2026, 12, 7, 13, 1)).resolved) == 2
+    assert level() == 0
+    with world.factory() as s:
+        assert (
+            s.scalar(select(Dossier.escalation_level).where(Dossier.dossier_code == "quiet")) == 0
+        )
 
 
 def test_an_ack_from_another_commune_or_for_an_unknown_alert_is_ignored(world: World) -> None:

@@ -308,7 +308,9 @@ def test_internal_error_is_json_without_stack_trace(
 def test_healthz(client: FlaskClient) -> None:
     resp = client.get("/healthz")
     assert resp.status_code == 200
-    assert resp.get_json() == {"status": "ok", "database": "ok"}
+    body = resp.get_json()
+    assert (body["status"], body["database"], body["feed"]) == ("ok", "ok", "ok")
+    assert body["checks"]["feed"]["age_s"] == 10.0  # more in tests/test_health.py
 
 
 def test_database_down_gives_503_json() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,9 +20,18 @@ from tests.conftest import free_port
 pytestmark = pytest.mark.broker
 
 
+# The demo requires sign-in like production; the test signs in with the kiosk link it prints.
+_browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+
+
 def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as resp:
+    with _browser.open(url, timeout=5) as resp:
         return json.loads(resp.read())
+
+
+def _kiosk_link(log_file: Path) -> str | None:
+    found = re.search(r"(http://\S+/kiosk/login\?token=\S+)", log_file.read_text(errors="replace"))
+    return found.group(1) if found else None
 
 
 def _wait_for(check: Any, timeout: float) -> Any:
@@ -63,6 +73,8 @@ def test_demo_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
+        link = _wait_for(lambda: _kiosk_link(tmp_path / "demo.log"), 120)
+        _wait_for(lambda: _browser.open(link, timeout=5).status == 200, 120)
         first = _wait_for(lambda: _get(f"{base}/api/v1/summary"), 120)
         communes = _get(f"{base}/api/v1/communes")
         assert len(communes) == 124
@@ -74,7 +86,7 @@ def test_demo_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
             return now["last_event_at"] != first["last_event_at"]
 
         _wait_for(moved, 60)
-        html = urllib.request.urlopen(base + "/", timeout=5).read().decode()
+        html = _browser.open(base + "/", timeout=5).read().decode()
         assert "_dash-app-content" in html or "react-entry-point" in html
     finally:
         proc.send_signal(signal.SIGINT)

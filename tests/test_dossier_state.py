@@ -7,7 +7,7 @@ import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from control_center.domain.calendar import LOCAL_TZ, WorkingCalendar, load_calendar
@@ -34,8 +34,10 @@ from control_center.domain.dossier import (
     due_bucket_key,
     effective_due_at,
     finished_outcome,
+    fold_onto,
     local_day,
     open_outcome,
+    sort_key,
 )
 
 HOUR = 3600.0
@@ -426,8 +428,9 @@ def test_paused_dossier_does_not_become_overdue_while_it_waits() -> None:
 def test_due_bucket_key_is_the_due_minute_in_utc_while_open() -> None:
     r = received(at(2026, 11, 25, 9, 0), due_at="2026-12-01T16:45:37+07:00")
     key = due_bucket_key(derive(r))
-    assert key == (COMMUNE, datetime(2026, 12, 1, 9, 45, tzinfo=UTC))
-    assert due_bucket_key(derive(received(at(2026, 11, 25, 9, 0), "1.004227"))) == (COMMUNE, None)
+    assert key == (COMMUNE, datetime(2026, 12, 1, 9, 45, tzinfo=UTC), False)
+    undated = derive(received(at(2026, 11, 25, 9, 0), "1.004227"))
+    assert due_bucket_key(undated) == (COMMUNE, None, False)
     assert due_bucket_key(derive(r, ev("completed", at(2026, 11, 26, 9, 0)))) is None
     assert due_bucket_key(None) is None
 
@@ -578,3 +581,66 @@ def test_states_and_their_contributions_are_consistent(events: list[Event], now:
     if ("no_due_date" in state.flags) != (state.due_at is None):
         # a re-date can give a dossier received without a due date one
         assert state.extension_count == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(events=lifecycles(), data=st.data())
+def test_folding_later_events_onto_the_stored_state_equals_deriving_from_all(
+    events: list[Event], data: st.DataObject
+) -> None:
+    """The collector's fast path (fold_onto) either gives exactly derive_state's result over
+    all the events or declines, and it declines only when it cannot be sure."""
+    ordered = sorted(events, key=sort_key)
+    cut = data.draw(st.integers(min_value=1, max_value=len(ordered)))
+    stored = derive_state("D", ordered[:cut], CAL, terms)
+    assume(stored is not None)
+    assert stored is not None
+    later = ordered[cut:]
+    # A batch's events arrive in any order.
+    folded = fold_onto(stored, data.draw(st.permutations(later)), CAL)
+    if folded is not None:
+        assert folded == derive_state("D", ordered, CAL, terms)
+    else:
+        assert not later or later[0].occurred_at <= stored.last_event_at or stored.extension_count
+
+
+def test_fold_onto_declines_an_event_at_or_before_the_last_one() -> None:
+    r = received(at(2026, 11, 23, 9, 0))
+    assigned = ev("assigned", at(2026, 11, 24, 9, 0))
+    stored = derive(r, assigned)
+    assert fold_onto(stored, [ev("supplement_requested", at(2026, 11, 23, 10, 0))], CAL) is None
+    assert fold_onto(stored, [ev("completed", at(2026, 11, 24, 9, 0))], CAL) is None  # a tie
+    assert fold_onto(stored, [], CAL) is None
+    pause = ev("supplement_requested", at(2026, 11, 24, 10, 0))
+    resume = ev("supplement_received", at(2026, 11, 26, 10, 0))
+    paused = fold_onto(stored, [pause], CAL)
+    assert paused == derive(r, assigned, pause)
+    assert paused is not None and fold_onto(paused, [resume], CAL) == derive(
+        r, assigned, pause, resume
+    )
+
+
+def test_fold_onto_declines_a_re_dated_dossier() -> None:
+    """After a re-date the stored state no longer says what the due date counts from."""
+    r = received(at(2026, 11, 23, 9, 0))
+    stored = derive(
+        r, ev("extended", at(2026, 11, 24, 9, 0), new_due_at="2026-12-10T17:00:00+07:00")
+    )
+    assert stored.extension_count == 1
+    assert fold_onto(stored, [ev("completed", at(2026, 11, 25, 9, 0))], CAL) is None
+
+
+def test_a_dossier_paused_in_time_has_a_paused_due_bucket_one_paused_late_does_not() -> None:
+    r = received(at(2026, 11, 23, 9, 0), due_at="2026-11-27T17:00:00+07:00")
+    in_time = derive(r, ev("supplement_requested", at(2026, 11, 24, 9, 0)))
+    late = derive(r, ev("supplement_requested", at(2026, 11, 30, 9, 0)))
+    resumed = derive(
+        r,
+        ev("supplement_requested", at(2026, 11, 24, 9, 0)),
+        ev("supplement_received", at(2026, 12, 1, 9, 0)),
+    )
+    due = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+    assert due_bucket_key(in_time) == (COMMUNE, due, True)
+    assert due_bucket_key(late) == (COMMUNE, due, False)
+    key = due_bucket_key(resumed)
+    assert key is not None and key[1] is not None and key[1] > due and key[2] is False

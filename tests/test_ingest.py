@@ -135,7 +135,7 @@ def aggregates(engine: Engine) -> tuple[dict[Any, int], dict[Any, int]]:
     """commune_due_buckets and commune_daily as stored (zero rows dropped)."""
     buckets: Counter[Any] = Counter()
     for r in rows(engine, m.CommuneDueBucket):
-        buckets[(r["commune_code"], r["due_minute"])] += r["open_count"]
+        buckets[(r["commune_code"], r["due_minute"], r["paused"])] += r["open_count"]
     daily = {
         (r["commune_code"], r["day"], r["metric"]): r["value"] for r in rows(engine, m.CommuneDaily)
     }
@@ -286,6 +286,17 @@ def test_events_in_several_batches_move_aggregates(engine: Engine, ingestor: Ing
     assert dossiers(engine)["D-001"]["status"] == dd.RETURNED
 
 
+def test_a_new_event_keeps_the_escalation_level_the_alert_engine_set(
+    engine: Engine, ingestor: Ingestor
+) -> None:
+    messages = lifecycle_messages()
+    ingestor.process(messages[:1])
+    with engine.begin() as conn:  # as alerts.levels does when it raises a level-2 alert
+        conn.execute(m.Dossier.__table__.update().values(escalation_level=2))
+    ingestor.process(messages[1:3])
+    assert dossiers(engine)["D-001"]["escalation_level"] == 2
+
+
 def test_dossier_without_due_date_is_kept_and_counted_open(
     engine: Engine, ingestor: Ingestor
 ) -> None:
@@ -296,9 +307,9 @@ def test_dossier_without_due_date_is_kept_and_counted_open(
     ds = dossiers(engine)
     assert ds["D-NODUE"]["due_at"] is None and "no_due_date" in ds["D-NODUE"]["flags"]
     buckets, _ = aggregates(engine)
-    assert buckets == {(A, None): 2}
+    assert buckets == {(A, None, False): 2}
     ingestor.process([msg(dossier_event("n3", "completed", "D-NODUE", 5))])
-    assert aggregates(engine)[0] == {(A, None): 1}
+    assert aggregates(engine)[0] == {(A, None, False): 1}
     assert_aggregates_consistent(engine)
 
 
@@ -444,6 +455,40 @@ def test_shuffled_arrival_with_duplicates_equals_in_order(
         assert got == want, code
     assert_aggregates_consistent(engine)
     assert len(rows(engine, m.DossierEvent)) == len(events)
+
+
+def test_in_order_events_folded_onto_stored_states_equal_a_rederivation(
+    engine: Engine, ingestor: Ingestor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events in time order, a few per batch, take the fast path (folded onto the stored
+    state, no history read); the dossiers and aggregates equal a derivation from scratch."""
+    folded = Counter()
+    fold_onto = dd.fold_onto
+
+    def counting(*args: Any) -> dd.DossierState | None:
+        state = fold_onto(*args)
+        folded[state is not None] += 1
+        return state
+
+    monkeypatch.setattr(dd, "fold_onto", counting)
+    events = sorted(random_history(random.Random(7), 80), key=lambda e: e["occurred_at"])
+    ingestor._refresh_reference(force=True)
+    for i in range(0, len(events), 5):
+        ingestor.process([msg(e) for e in events[i : i + 5]])
+
+    assert folded[True] > len(events) // 3  # most later events took the fast path
+    ingestor._refresh_reference(force=True)
+    expected = expected_from_scratch(events, ingestor)
+    stored = dossiers(engine)
+    assert set(stored) == set(expected)
+    for code, state in expected.items():
+        got = {k: stored[code][k] for k in COMPARED}
+        want = {k: getattr(state, k) for k in COMPARED if hasattr(state, k)}
+        want.update(
+            is_open=state.is_open, is_paused=state.is_paused, outcome=dd.finished_outcome(state)
+        )
+        assert got == want, code
+    assert_aggregates_consistent(engine)
 
 
 def test_queue_events_out_of_order(engine: Engine, ingestor: Ingestor) -> None:

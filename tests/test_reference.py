@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -13,9 +14,13 @@ from control_center.db import make_engine, session_factory
 from control_center.models import Commune, Procedure
 from control_center.reference import (
     CATALOGUE_FILE,
+    GEO_DIR,
+    NATIONAL_COMMUNES_FILE,
     CatalogueError,
     db_upgrade,
     load_procedures,
+    national_geojson,
+    province_codes,
     province_communes,
     province_geojson,
 )
@@ -48,13 +53,34 @@ def test_codes_are_zero_padded_and_sorted() -> None:
 
 
 @pytest.mark.parametrize("province", ["01", "79", "46"])
-def test_a_province_without_shipped_geometry_still_lists_its_communes(province: str) -> None:
+def test_a_province_without_its_own_file_is_cut_from_the_national_map(province: str) -> None:
     communes = province_communes(province)
 
     assert len(communes) == sum(1 for _ in Ward.iter_by_province(int(province)))
     assert len(communes) > 0
+    assert all(c.lon is not None and c.lat is not None for c in communes)
+    geo = province_geojson(province)
+    assert geo is not None
+    assert sorted(f["properties"]["code"] for f in geo["features"]) == [c.code for c in communes]
+
+
+def test_a_province_without_any_geometry_still_lists_its_communes(tmp_path: Path) -> None:
+    communes = province_communes("01", tmp_path)
+
+    assert len(communes) == 126
     assert all(c.lon is None and c.lat is None for c in communes)
-    assert province_geojson(province) is None
+    assert province_geojson("01", tmp_path) is None
+
+
+def test_the_national_maps_match_the_reference_list() -> None:
+    provinces = national_geojson()
+    assert provinces is not None
+    assert sorted(f["properties"]["code"] for f in provinces["features"]) == province_codes()
+    with (GEO_DIR / NATIONAL_COMMUNES_FILE).open(encoding="utf-8") as fh:
+        communes = json.load(fh)["features"]
+    by_code = {f["properties"]["code"]: f["properties"]["provinceCode"] for f in communes}
+    assert len(by_code) == len(communes) == 3321
+    assert by_code == {f"{int(w.code):05d}": f"{int(w.province_code):02d}" for w in Ward.iter_all()}
 
 
 def test_all_34_provinces_give_the_3321_communes_once_each() -> None:
@@ -235,6 +261,17 @@ def test_db_upgrade_of_another_province(db_url: str) -> None:
     expected = sum(1 for _ in Ward.iter_by_province(1))
     assert result["communes"] == expected == 126
     assert _counts(db_url)[0] == expected
+
+
+def test_db_upgrade_in_national_mode_loads_every_province(db_url: str) -> None:
+    settings = load_settings(database_url=db_url, scope="national")
+
+    first = db_upgrade(settings)
+    second = db_upgrade(settings)
+
+    assert first["province"] == second["province"] == "all"
+    assert first["communes"] == second["communes"] == 3321
+    assert _counts(db_url)[0] == 3321
 
 
 def test_db_upgrade_creates_the_sqlite_directory(tmp_path: Path) -> None:

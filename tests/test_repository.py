@@ -191,20 +191,13 @@ def test_add_counts_sums_the_same_key_twice_in_one_batch(
     # Two dossiers due in the same minute of the same commune change one bucket in one batch.
     due = datetime(2025, 11, 26, 10, 0, tzinfo=UTC)
     table = CommuneDueBucket.__table__
-    key = ["commune_code", "due_minute"]
+    key = ["commune_code", "due_minute", "paused"]
+    bucket = {"commune_code": "02269", "due_minute": due, "paused": False, "open_count": 1}
     with sessions.begin() as session:
         add_counts(
             session,
             table,
-            [
-                {"commune_code": "02269", "due_minute": due, "open_count": 1},
-                {"commune_code": "02269", "due_minute": due, "open_count": 1},
-                {
-                    "commune_code": "02269",
-                    "due_minute": due + timedelta(minutes=1),
-                    "open_count": 1,
-                },
-            ],
+            [bucket, bucket, {**bucket, "due_minute": due + timedelta(minutes=1)}],
             key,
             "open_count",
         )

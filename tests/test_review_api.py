@@ -75,6 +75,7 @@ def codes(session: Session) -> dict[str, str]:
         status=RETURNED,
         finished_at=vn(11, 26, 9),
         outcome="early",
+        officer="Trần Văn E",
     )
     undated = w.dossier(HA_GIANG_2, received_at=vn(11, 25, 8), due_at=None)
     raised = NOW - timedelta(hours=2)
@@ -158,6 +159,11 @@ def test_working_days_overdue_skip_the_weekend_and_the_holiday(
         ("?sector=%C4%90%E1%BA%A5t%20%C4%91ai", ["extended"]),  # Đất đai
         ("?procedure=1.004227", ["extended"]),
         ("?officer=l%C3%AA%20v%C4%83n", ["apologised"]),  # part of "Lê Văn C"
+        ("?officer=NGUY", ["extended"]),  # any case
+        ("?officer=%25", []),  # a literal "%", not a wildcard
+        ("?officer=tr%E1%BA%A7n", []),  # Trần handles only a returned dossier
+        ("?state=finished&officer=tr%E1%BA%A7n", ["returned"]),
+        ("?state=all&officer=v%C4%83n&sort=dossier_code", ["apologised", "returned"]),
         ("?state=overdue", ["apologised", "extended"]),
         ("?state=due_soon", ["due_today"]),
         ("?state=finished", ["returned"]),

@@ -21,6 +21,7 @@ from selenium.webdriver.common.keys import Keys
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from alerts import levels
 from control_center.app import create_app
 from control_center.db import make_engine
 from control_center.migrate import upgrade_schema
@@ -90,6 +91,7 @@ def seed(engine: Any) -> None:
                 message="Hồ sơ quá hạn",
             )
         )
+        levels.recompute(session, [rows[1199]["dossier_code"]])
 
 
 @pytest.fixture

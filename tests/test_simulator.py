@@ -16,10 +16,11 @@ from paho.mqtt.client import CallbackAPIVersion, Client, MQTTMessage
 from sqlalchemy import func, select
 
 from collectors import validation as v
+from control_center import queries
 from control_center import simulator as sim
 from control_center.db import make_engine, session_factory
-from control_center.domain.calendar import LOCAL_TZ
-from control_center.models import CentreFeed, DeadLetter, Dossier
+from control_center.domain.calendar import LOCAL_TZ, load_calendar
+from control_center.models import CentreFeed, DeadLetter, Dossier, SummarySnapshot
 from control_center.reference import db_upgrade, province_communes
 from control_center.settings import load_settings
 
@@ -263,6 +264,14 @@ def test_backfill_fills_every_commune_with_open_and_overdue_dossiers(sqlite_url:
         feeds = dict(s.execute(select(CentreFeed.commune_code, CentreFeed.reported_state)).all())
         assert len(feeds) == 124
         assert [c for c, state in feeds.items() if state == "offline"] == result["offline_centres"]
+        # Snapshots every 15 minutes over the last day: the wall shows trends at once.
+        assert result["snapshots"] == s.scalar(select(func.count()).select_from(SummarySnapshot))
+        assert result["snapshots"] >= 24 * 4
+        same_time = queries.province_summary(s, settings, load_calendar(), NOW)["trend"][
+            "same_time_yesterday"
+        ]
+        assert abs(same_time["snapshot_at"] - (NOW - timedelta(days=1))) <= timedelta(minutes=8)
+        assert same_time["open"] > 0 and same_time["centres_online"] is not None
     engine.dispose()
     assert result["open_steps_pending"] > 0
 

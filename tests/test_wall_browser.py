@@ -21,7 +21,7 @@ from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy.orm import Session
 
-from control_center import queries
+from control_center import queries, reference
 from control_center.app import create_app
 from control_center.db import make_engine
 from control_center.domain.calendar import LOCAL_TZ
@@ -31,6 +31,7 @@ from control_center.runtime import calendar_from_settings
 from control_center.settings import Settings, load_settings
 from layouts import ids
 from layouts.format import fmt_int, fmt_minutes, fmt_number, fmt_pct
+from layouts.map import bounds, fit_view
 from tests.conftest import free_port
 from tests.wall_seed import (
     HA_GIANG_2,
@@ -113,9 +114,20 @@ def settled(dash_duo: Any, read: Callable[[], Any], timeout: float = 15) -> Any:
     return last[0]
 
 
+def map_fitted(dash_duo: Any) -> bool:
+    """The first refresh has landed and the map was fitted to its panel (assets/map_fit.js)."""
+    return bool(
+        dash_duo.driver.execute_script(
+            f"const g = document.getElementById('{ids.WALL_MAP}');"
+            "return !!g && g.dataset.fitted === '1';"
+        )
+    )
+
+
 def wait_for_map(dash_duo: Any) -> None:
     dash_duo.wait_for_element(f"#{ids.WALL_MAP} canvas.maplibregl-canvas", timeout=MAP_DRAW_S)
     wait_until(dash_duo, lambda: map_data(dash_duo, "gd.data.length") == 2, MAP_DRAW_S)
+    wait_until(dash_duo, lambda: map_fitted(dash_duo), MAP_DRAW_S)
     # The loading class goes once MapLibre has drawn its first frame.
     time.sleep(2)
 
@@ -382,9 +394,9 @@ def test_queue_view_puts_the_longest_wait_first(dash_duo: Any, province: Provinc
     assert rows[0].split("\t")[:3] == ["1", "Xã Thượng Lâm", "4"]
     assert len(rows) == 15
     assert "và 6 trung tâm khác" in text(dash_duo, f"#{ids.QUEUE_TABLE}")
+    screenshot(dash_duo, "queue.png")
     fits = fits_on_screen(dash_duo)
     assert fits["scrolls"] is False and fits["spilled"] == []
-    screenshot(dash_duo, "queue.png")
     assert severe_errors(dash_duo) == []
 
     # The navigation leads to the overdue view, in the same language.
@@ -434,4 +446,31 @@ def test_the_wall_fits_and_scales_from_full_hd_to_4k(dash_duo: Any, province: Pr
     assert uhd["rootFont"] == "36px"
     assert float(uhd["kpiFont"][:-2]) == 2 * float(full_hd["kpiFont"][:-2])
     screenshot(dash_duo, "wall_4k.png")
+    assert severe_errors(dash_duo) == []
+
+
+def test_the_province_map_fills_its_panel_from_full_hd_to_4k(
+    dash_duo: Any, province: Province
+) -> None:
+    def fitted_zoom() -> tuple[float, float]:
+        width, height = dash_duo.driver.execute_script(
+            f"const g = document.getElementById('{ids.WALL_MAP}');"
+            "return [g.clientWidth, g.clientHeight];"
+        )
+        expected = fit_view(bounds(reference.province_geojson("08") or {}), width, height)[1]
+        return map_data(dash_duo, "gd.layout.map.zoom"), expected
+
+    start(dash_duo, province)
+    wait_for_map(dash_duo)
+    full_hd, expected = fitted_zoom()
+    assert abs(full_hd - expected) < 0.02
+
+    # Twice the pixels: one zoom level more, so the province fills the 4K panel as well.
+    set_viewport(dash_duo.driver, 3840, 2160)
+    dash_duo.driver.refresh()
+    wait_for_map(dash_duo)
+    uhd, expected = fitted_zoom()
+    assert abs(uhd - expected) < 0.02
+    assert abs(uhd - (full_hd + 1)) < 0.05
+    screenshot(dash_duo, "wall_map_4k.png")
     assert severe_errors(dash_duo) == []

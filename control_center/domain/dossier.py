@@ -26,7 +26,7 @@ Decisions the rules in DOMAIN.md leave open:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -136,6 +136,10 @@ class DossierState:
     @property
     def is_paused(self) -> bool:
         return self.status in PAUSED
+
+
+# Fields of the state a fold keeps as plain attributes (due_at is computed, flags a list).
+_FOLD_FIELDS = tuple(f.name for f in fields(DossierState) if f.name not in ("due_at", "flags"))
 
 
 def _parse_instant(value: Any) -> datetime | None:
@@ -251,6 +255,23 @@ class _Fold:
         self.department: str | None = None
         self.event_count = 1
         self.last_event_at = received.occurred_at
+
+    @classmethod
+    def resume(cls, state: DossierState, calendar: WorkingCalendar) -> _Fold | None:
+        """The fold as it stood after the events ``state`` was derived from, or None when the
+        state does not hold all of it: after a re-date, the base the due date counts from."""
+        if state.extension_count:
+            return None
+        fold = cls.__new__(cls)
+        fold.calendar = calendar
+        for name in _FOLD_FIELDS:
+            setattr(fold, name, getattr(state, name))
+        fold.flags = list(state.flags)
+        # No re-date yet: the due date still counts from the original one, pushed back by
+        # every closed pause.
+        fold.base_due = state.original_due_at
+        fold.paused_since_base = state.paused_seconds
+        return fold
 
     def flag(self, name: str) -> None:
         if name not in self.flags:
@@ -413,6 +434,24 @@ def derive_state(
     return fold.freeze()
 
 
+def fold_onto(
+    state: DossierState, events: Iterable[Event], calendar: WorkingCalendar
+) -> DossierState | None:
+    """``state`` with ``events`` applied, when they all come after every event ``state`` was
+    derived from; then the result equals :func:`derive_state` over all the events, without
+    reading the older ones. None when that is not certain (an event at or before
+    ``state.last_event_at``, or a re-dated dossier): derive from all the events instead."""
+    ordered = unique_in_order(events)
+    if not ordered or ordered[0].occurred_at <= state.last_event_at:
+        return None
+    fold = _Fold.resume(state, calendar)
+    if fold is None:
+        return None
+    for event in ordered:
+        fold.apply(event)
+    return fold.freeze()
+
+
 def finished_outcome(state: DossierState) -> str | None:
     """early / on_time / overdue for a finished dossier (RESULT_READY or RETURNED), by local date;
     None when open, withdrawn, rejected or without due date."""
@@ -446,19 +485,30 @@ def local_day(instant: datetime) -> date:
     return instant.astimezone(LOCAL_TZ).date()
 
 
-def due_bucket_key(state: DossierState | None) -> tuple[str, datetime | None] | None:
-    """(commune_code, due_at truncated to the minute) while the dossier is open, else None.
-    The collector keeps commune_due_buckets.open_count = number of open dossiers per key.
+def due_bucket_key(state: DossierState | None) -> tuple[str, datetime | None, bool] | None:
+    """(commune_code, due_at truncated to the minute, paused) while the dossier is open, else
+    None. The collector keeps commune_due_buckets.open_count = number of open dossiers per key.
 
-    ``(commune_code, None)`` for an open dossier without a due date. A paused dossier counts
-    under its stored due_at (the date it had when the pause started, not the moving one), so
-    its bucket changes only when an event changes the dossier."""
+    ``(commune_code, None, False)`` for an open dossier without a due date. ``paused`` is
+    true while the dossier's clock is stopped and was stopped in time (before its due date):
+    its due date moves with the pause, so it is in the open backlog but neither overdue nor
+    due soon until it resumes. A dossier paused after its due date stays overdue (its lateness
+    is frozen, not undone), so it counts as not paused. Either way the key holds the stored
+    due_at (the date before the running pause), so it changes only when an event changes the
+    dossier."""
     if state is None or not state.is_open:
         return None
     if state.due_at is None:
-        return (state.commune_code, None)
+        return (state.commune_code, None, False)
     minute = state.due_at.astimezone(UTC).replace(second=0, microsecond=0)
-    return (state.commune_code, minute)
+    return (state.commune_code, minute, clock_stopped_in_time(state))
+
+
+def clock_stopped_in_time(state: DossierState) -> bool:
+    """Paused (waiting for the citizen) since before the due date: not late while it lasts."""
+    if not state.is_paused or state.due_at is None:
+        return False
+    return state.paused_since is None or state.paused_since < state.due_at
 
 
 def daily_contributions(state: DossierState | None) -> dict[tuple[str, date, str], int]:

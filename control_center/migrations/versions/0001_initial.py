@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-11-26 13:35:38.276706
+Create Date: 2026-11-26 14:39:52.685480
 """
 
 from collections.abc import Sequence
@@ -49,6 +49,39 @@ def upgrade() -> None:
         batch_op.create_index("uq_alerts_cause_level", ["cause_key", "level"], unique=True)
 
     op.create_table(
+        "api_tokens",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("role", sa.String(length=16), nullable=False),
+        sa.Column("commune_code", sa.String(length=5), nullable=True),
+        sa.Column("created_at", control_center.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", control_center.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", control_center.models.UTCDateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_tokens")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_api_tokens_token_hash")),
+    )
+    op.create_table(
+        "audit_events",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("at", control_center.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("action", sa.String(length=32), nullable=False),
+        sa.Column("actor", sa.String(length=200), nullable=False),
+        sa.Column("role", sa.String(length=16), nullable=True),
+        sa.Column("target", sa.String(length=300), nullable=True),
+        sa.Column("remote_addr", sa.String(length=64), nullable=True),
+        sa.Column(
+            "detail",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_events")),
+    )
+    with op.batch_alter_table("audit_events", schema=None) as batch_op:
+        batch_op.create_index("ix_audit_events_action_at", ["action", "at"], unique=False)
+        batch_op.create_index("ix_audit_events_at", ["at"], unique=False)
+
+    op.create_table(
         "centre_feeds",
         sa.Column("commune_code", sa.String(length=5), nullable=False),
         sa.Column("reported_state", sa.String(length=16), nullable=True),
@@ -88,18 +121,19 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("commune_code", sa.String(length=5), nullable=False),
         sa.Column("due_minute", control_center.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("paused", sa.Boolean(), nullable=False),
         sa.Column("open_count", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_commune_due_buckets")),
     )
     with op.batch_alter_table("commune_due_buckets", schema=None) as batch_op:
         batch_op.create_index(
             "ix_commune_due_buckets_cover",
-            ["commune_code", "due_minute", "open_count"],
+            ["commune_code", "due_minute", "paused", "open_count"],
             unique=False,
         )
         batch_op.create_index("ix_commune_due_buckets_due", ["due_minute"], unique=False)
         batch_op.create_index(
-            "uq_commune_due_buckets_key", ["commune_code", "due_minute"], unique=True
+            "uq_commune_due_buckets_key", ["commune_code", "due_minute", "paused"], unique=True
         )
 
     op.create_table(
@@ -197,6 +231,9 @@ def upgrade() -> None:
         sa.Column("closed_at", control_center.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("outcome", sa.String(length=16), nullable=True),
         sa.Column("officer", sa.String(length=200), nullable=True),
+        sa.Column(
+            "escalation_level", sa.SmallInteger(), server_default=sa.text("0"), nullable=False
+        ),
         sa.Column("department", sa.String(length=200), nullable=True),
         sa.Column("applicant_name", sa.String(length=200), nullable=True),
         sa.Column("flags", sa.JSON(), nullable=False),
@@ -230,12 +267,53 @@ def upgrade() -> None:
         )
         batch_op.create_index(
             "ix_dossiers_open_due",
-            ["due_at"],
+            [
+                "due_at",
+                "dossier_code",
+                "commune_code",
+                "channel",
+                "extension_count",
+                "escalation_level",
+            ],
+            unique=False,
+            sqlite_where=sa.text("is_open = 1"),
+            postgresql_where=sa.text("is_open"),
+        )
+        batch_op.create_index(
+            "ix_dossiers_open_level",
+            ["escalation_level", "due_at", "dossier_code", "commune_code"],
+            unique=False,
+            sqlite_where=sa.text("is_open = 1"),
+            postgresql_where=sa.text("is_open"),
+        )
+        batch_op.create_index(
+            "ix_dossiers_open_officer",
+            ["officer", "due_at", "dossier_code", "commune_code"],
             unique=False,
             sqlite_where=sa.text("is_open = 1"),
             postgresql_where=sa.text("is_open"),
         )
 
+    op.create_table(
+        "kiosk_links",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("label", sa.String(length=100), nullable=False),
+        sa.Column("created_at", control_center.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_by", sa.String(length=100), nullable=True),
+        sa.Column("expires_at", control_center.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", control_center.models.UTCDateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_kiosk_links")),
+    )
+    op.create_table(
+        "leases",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("holder", sa.String(length=200), nullable=False),
+        sa.Column("token", sa.Integer(), nullable=False),
+        sa.Column("acquired_at", control_center.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("renewed_at", control_center.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", control_center.models.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_leases")),
+    )
     op.create_table(
         "procedures",
         sa.Column("code", sa.String(length=64), nullable=False),
@@ -321,6 +399,37 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "summary_snapshots",
+        sa.Column("scope", sa.String(length=16), nullable=False),
+        sa.Column("taken_at", control_center.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "figures",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.PrimaryKeyConstraint("scope", "taken_at", name=op.f("pk_summary_snapshots")),
+    )
+    op.create_table(
+        "users",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("username", sa.String(length=64), nullable=False),
+        sa.Column("display_name", sa.String(length=200), nullable=True),
+        sa.Column("password_hash", sa.String(length=200), nullable=False),
+        sa.Column("role", sa.String(length=16), nullable=False),
+        sa.Column("commune_code", sa.String(length=5), nullable=True),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("session_nonce", sa.String(length=32), nullable=False),
+        sa.Column("created_at", control_center.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "password_changed_at", control_center.models.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "last_sign_in_at", control_center.models.UTCDateTime(timezone=True), nullable=True
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
+        sa.UniqueConstraint("username", name=op.f("uq_users_username")),
+    )
+    op.create_table(
         "outbox",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("alert_id", sa.Uuid(), nullable=True),
@@ -355,6 +464,8 @@ def downgrade() -> None:
         batch_op.drop_index("ix_outbox_pending")
 
     op.drop_table("outbox")
+    op.drop_table("users")
+    op.drop_table("summary_snapshots")
     with op.batch_alter_table("queue_tickets", schema=None) as batch_op:
         batch_op.drop_index("uq_queue_tickets_key")
         batch_op.drop_index("ix_queue_tickets_commune_state")
@@ -368,7 +479,19 @@ def downgrade() -> None:
     op.drop_table("queue_counters")
     op.drop_table("process_heartbeats")
     op.drop_table("procedures")
+    op.drop_table("leases")
+    op.drop_table("kiosk_links")
     with op.batch_alter_table("dossiers", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ix_dossiers_open_officer",
+            sqlite_where=sa.text("is_open = 1"),
+            postgresql_where=sa.text("is_open"),
+        )
+        batch_op.drop_index(
+            "ix_dossiers_open_level",
+            sqlite_where=sa.text("is_open = 1"),
+            postgresql_where=sa.text("is_open"),
+        )
         batch_op.drop_index(
             "ix_dossiers_open_due",
             sqlite_where=sa.text("is_open = 1"),
@@ -414,6 +537,12 @@ def downgrade() -> None:
 
     op.drop_table("commune_daily")
     op.drop_table("centre_feeds")
+    with op.batch_alter_table("audit_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_audit_events_at")
+        batch_op.drop_index("ix_audit_events_action_at")
+
+    op.drop_table("audit_events")
+    op.drop_table("api_tokens")
     with op.batch_alter_table("alerts", schema=None) as batch_op:
         batch_op.drop_index("uq_alerts_cause_level")
         batch_op.drop_index("ix_alerts_state_raised")

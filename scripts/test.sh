@@ -44,7 +44,7 @@ log "mypy (core)"
 .venv/bin/mypy
 log "pytest"
 set +e
-.venv/bin/pytest -p no:cacheprovider "$@"
+.venv/bin/pytest -p no:cacheprovider --durations=15 "$@"
 rc=$?
 set -e
 if [ "$rc" = 5 ]; then

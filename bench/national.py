@@ -57,7 +57,15 @@ from sqlalchemy import Engine, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from bench.scratch_db import scratch_postgres  # noqa: E402
-from bench.wall import NOW, dash_body, measure_refresh, percentile, post, seed_live_state  # noqa: E402
+from bench.wall import (  # noqa: E402
+    NOW,
+    WALL_OUTPUTS,
+    dash_body,
+    measure_refresh,
+    percentile,
+    post,
+    seed_live_state,
+)
 from control_center import models as m  # noqa: E402
 from control_center.app import create_app  # noqa: E402
 from control_center.db import make_engine  # noqa: E402
@@ -86,18 +94,6 @@ NATIONAL_OUTPUTS = [
     (ids.NATIONAL_DATA_AS_OF, "children"),
     (ids.NATIONAL_STALE_BANNER, "children"),
     (ids.NATIONAL_STALE_BANNER, "className"),
-]
-WALL_OUTPUTS = [
-    (ids.WALL_MAP, "figure"),
-    (ids.WALL_MAP_BUILT, "data"),
-    (ids.WALL_KPIS, "children"),
-    (ids.WALL_WORST, "children"),
-    (ids.WALL_TICKER, "children"),
-    (ids.WALL_FEEDS, "children"),
-    (ids.WALL_CLOCK, "children"),
-    (ids.WALL_DATA_AS_OF, "children"),
-    (ids.WALL_STALE_BANNER, "children"),
-    (ids.WALL_STALE_BANNER, "className"),
 ]
 
 

@@ -162,21 +162,7 @@ class Lease:
         """
         if not self.valid():
             raise self._lost_error("ran out before this unit of work")
-        started, now = self._monotonic(), self._clock()
-        table = typing.cast(Table, LeaseRow.__table__)
-        result: Any = session.execute(
-            update(table)
-            .where(
-                table.c.name == self.name,
-                table.c.holder == self.holder,
-                table.c.token == self.token,
-                table.c.expires_at > now,
-            )
-            .values(renewed_at=now, expires_at=now + self.ttl)
-        )
-        if result.rowcount != 1:
-            raise self._lost_error("taken over or expired")
-        self._renewed(started)
+        self._renew_ours(session, unexpired=True, lost="taken over or expired")
 
     def confirm(self, session: Session) -> None:
         """The last statement of a unit of work: still ours (same holder, same token), renewed.
@@ -188,19 +174,25 @@ class Lease:
         """
         if self.token is None:
             raise self._lost_error("not held")
+        self._renew_ours(session, unexpired=False, lost="taken over")
+
+    def _renew_ours(self, session: Session, *, unexpired: bool, lost: str) -> None:
+        """Extend the row if it is still ours (same holder and token, and with ``unexpired``
+        not yet run out), inside the caller's transaction; else raise :class:`LeaseLost`."""
         started, now = self._monotonic(), self._clock()
         table = typing.cast(Table, LeaseRow.__table__)
+        ours = [
+            table.c.name == self.name,
+            table.c.holder == self.holder,
+            table.c.token == self.token,
+        ]
+        if unexpired:
+            ours.append(table.c.expires_at > now)
         result: Any = session.execute(
-            update(table)
-            .where(
-                table.c.name == self.name,
-                table.c.holder == self.holder,
-                table.c.token == self.token,
-            )
-            .values(renewed_at=now, expires_at=now + self.ttl)
+            update(table).where(*ours).values(renewed_at=now, expires_at=now + self.ttl)
         )
         if result.rowcount != 1:
-            raise self._lost_error("taken over")
+            raise self._lost_error(lost)
         self._renewed(started)
 
     def release(self, session: Session) -> None:

@@ -137,11 +137,9 @@ def measure_value(row: Mapping[str, Any] | None, measure: str) -> float | None:
     return float(value) * 100 if measure == "on_time_rate" else float(value)
 
 
-def hover_text(row: Mapping[str, Any] | None, lang: str, name: str = "") -> str:
-    if row is None:
-        return f"<b>{name}</b><br>{t('no_data', lang)}"
-    state = row.get("feed_state") or "unknown"
-    lines = [
+def _figure_lines(row: Mapping[str, Any], lang: str, name: str) -> list[str]:
+    """The hover lines a commune and a province share: name, backlog, queue, on-time rate."""
+    return [
         f"<b>{row.get('name') or name}</b> ({row.get('code', '')})",
         f"{t('col_overdue', lang)}: {fmt_int(row.get('overdue'), lang)}",
         f"{t('col_due_soon', lang)}: {fmt_int(row.get('due_soon'), lang)}",
@@ -149,6 +147,15 @@ def hover_text(row: Mapping[str, Any] | None, lang: str, name: str = "") -> str:
         f"{t('measure_queue_waiting', lang)}: {fmt_int(row.get('queue_waiting'), lang)}"
         f" ({t('kpi_avg_wait', lang)} {fmt_minutes(row.get('avg_wait_minutes'), lang)})",
         f"{t('measure_on_time_rate', lang)}: {fmt_pct(row.get('on_time_rate'), lang)}",
+    ]
+
+
+def hover_text(row: Mapping[str, Any] | None, lang: str, name: str = "") -> str:
+    if row is None:
+        return f"<b>{name}</b><br>{t('no_data', lang)}"
+    state = row.get("feed_state") or "unknown"
+    lines = [
+        *_figure_lines(row, lang, name),
         f"{t('col_feed', lang)}: {t('feed_' + state, lang)}",
     ]
     return "<br>".join(lines)
@@ -159,13 +166,7 @@ def province_hover_text(row: Mapping[str, Any] | None, lang: str, name: str = ""
     if row is None:
         return f"<b>{name}</b><br>{t('no_data', lang)}"
     lines = [
-        f"<b>{row.get('name') or name}</b> ({row.get('code', '')})",
-        f"{t('col_overdue', lang)}: {fmt_int(row.get('overdue'), lang)}",
-        f"{t('col_due_soon', lang)}: {fmt_int(row.get('due_soon'), lang)}",
-        f"{t('col_open', lang)}: {fmt_int(row.get('open'), lang)}",
-        f"{t('measure_queue_waiting', lang)}: {fmt_int(row.get('queue_waiting'), lang)}"
-        f" ({t('kpi_avg_wait', lang)} {fmt_minutes(row.get('avg_wait_minutes'), lang)})",
-        f"{t('measure_on_time_rate', lang)}: {fmt_pct(row.get('on_time_rate'), lang)}",
+        *_figure_lines(row, lang, name),
         t(
             "hover_centres",
             lang,

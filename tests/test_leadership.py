@@ -382,6 +382,8 @@ def test_two_engine_processes_send_every_alert_once_through_kill_and_freeze(
         standby = next(e for e in engines if e is not first)
         add_overdue(10)
         wait_for(sent_once, 20, "the first alerts sent")
+        # Under load the standby's metrics server may answer a moment after the leader's.
+        wait_for(lambda: standby.is_leader() is not None, 20, "the standby's metrics answer")
         assert standby.is_leader() is False
 
         # The leader dies without a word: the standby takes over within the lease.

@@ -37,6 +37,7 @@ from layouts import (
 )
 from layouts.context import WallContext, system_clock
 from layouts.i18n import lang_from_search, t
+from layouts.map import register_geo_files
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "layouts" / "assets"
 _COMMUNE_PATH = re.compile(r"^/commune/(\d{5})/?$")
@@ -71,6 +72,7 @@ def create_app(
         className="app-root",
     )
     install_security(app, settings, context.db)
+    register_geo_files(app.server, settings.config_dir)
     register_router(app, context)
     wall.register(app, context)
     national.register(app, context)

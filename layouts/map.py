@@ -1,9 +1,13 @@
 """The wall's maps: a province's communes, or the country's provinces, coloured by one measure.
 
-``go.Choroplethmap`` (MapLibre) with an embedded GeoJSON and a style that has no tile source:
-it draws with no network at all, unlike ``go.Choropleth``, which fetches a world topojson from
-a CDN. The figure is built once per (measure, language); refresh ticks send only ``z`` and the
-hover text as a :class:`dash.Patch`, so 200 KB of polygons do not travel every five seconds.
+``go.Choroplethmap`` (MapLibre) with a style that has no tile source: it draws with no network
+beyond this server, unlike ``go.Choropleth``, which fetches a world topojson from a CDN.
+
+The polygons are a file of this server (:func:`register_geo_files`, ``/geo/<name>.geojson``)
+that the figure names by URL with its content hash: plotly.js fetches it once per page (its
+``PlotlyGeoAssets`` cache) and the browser keeps it across visits, so neither a page switch in
+kiosk mode nor a new figure carries 200 KB of polygons again. The figure is built once per
+(measure, language); refresh ticks send only ``z`` and the hover text as a :class:`dash.Patch`.
 
 The server fits the view to a 1920x1080 panel; in the browser ``assets/map_fit.js``
 (:func:`layouts.wall.register_fit_to_panel`) refits it once to the panel's real size, so a
@@ -13,12 +17,18 @@ The server fits the view to a 1920x1080 panel; in the browser ``assets/map_fit.j
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import flask
 import plotly.graph_objects as go
 from dash import Patch
 
@@ -82,6 +92,83 @@ def province_geojson(province: str, config_dir: Path) -> dict[str, Any]:
     if geojson is None:
         raise FileNotFoundError(f"no commune map for province {province} in {config_dir / 'geo'}")
     return geojson
+
+
+# --- the polygons as a file of this server ----------------------------------------------------
+
+GEO_URL_PREFIX = "/geo/"
+_GEO_NAME = re.compile(r"^(country|province-(\d{2}))$")
+GEO_MAX_AGE_S = 365 * 24 * 3600  # a versioned address never changes content
+
+
+@dataclass(frozen=True)
+class GeoFile:
+    body: bytes  # compact JSON
+    gzipped: bytes
+    version: str  # content hash: part of the address, and the ETag
+
+
+@lru_cache(maxsize=128)  # every name the pattern admits: 101
+def geo_file(name: str, config_dir: Path) -> GeoFile | None:
+    """``country`` (the 34 provinces) or ``province-NN`` (a province's communes), encoded once
+    per process; None for any other name or a province with no map."""
+    from control_center import reference
+
+    match = _GEO_NAME.match(name)
+    if match is None:
+        return None
+    geo_dir = config_dir / "geo"
+    if match.group(2):
+        if match.group(2) not in reference.province_codes():
+            return None
+        geojson = reference.province_geojson(match.group(2), geo_dir)
+    else:
+        geojson = reference.national_geojson(geo_dir)
+    if geojson is None:
+        return None
+    body = json.dumps(geojson, ensure_ascii=False, separators=(",", ":")).encode()
+    version = hashlib.sha256(body).hexdigest()[:16]
+    return GeoFile(body=body, gzipped=gzip.compress(body, mtime=0), version=version)
+
+
+def geo_url(name: str, config_dir: Path) -> str:
+    """The versioned address of a map's polygons, for a figure's ``geojson``."""
+    found = geo_file(name, config_dir)
+    if found is None:
+        raise FileNotFoundError(f"no map {name!r} in {config_dir / 'geo'}")
+    return f"{GEO_URL_PREFIX}{name}.geojson?v={found.version}"
+
+
+def province_geo_url(province: str, config_dir: Path) -> str:
+    return geo_url(f"province-{province}", config_dir)
+
+
+def register_geo_files(server: flask.Flask, config_dir: Path) -> None:
+    """``GET /geo/<name>.geojson``: the polygons, gzipped when the browser takes it, cached
+    for a year under their versioned address (private: the wall may sit behind sign-in)."""
+
+    @server.get(GEO_URL_PREFIX + "<name>.geojson")
+    def geo_geojson(name: str) -> flask.Response:
+        found = geo_file(name, config_dir)
+        if found is None:
+            flask.abort(404)
+        request = flask.request
+        if found.version in request.if_none_match:
+            response = flask.Response(status=304)
+        elif "gzip" in request.accept_encodings:
+            response = flask.Response(found.gzipped, mimetype="application/geo+json")
+            response.headers["Content-Encoding"] = "gzip"
+        else:
+            response = flask.Response(found.body, mimetype="application/geo+json")
+        response.set_etag(found.version)
+        response.headers["Vary"] = "Accept-Encoding"
+        response.cache_control.private = True
+        if request.args.get("v") == found.version:
+            response.cache_control.max_age = GEO_MAX_AGE_S
+            response.cache_control.immutable = True
+        else:
+            response.cache_control.no_cache = True
+        return response
 
 
 def feature_codes(geojson: Mapping[str, Any]) -> list[str]:
@@ -246,9 +333,13 @@ def build_map_figure(
     lang: str,
     tiles: str | None = None,
     *,
+    source: str | None = None,
     hover: Hover = hover_text,
     uirevision: str = "province-map",
 ) -> go.Figure:
+    """The map's whole figure; ``source`` is the polygons' address (:func:`geo_url`), which
+    the browser fetches once, else they are embedded in the figure."""
+    shapes = source or geojson
     codes = feature_codes(geojson)
     names = {
         str(f["properties"]["code"]): f["properties"].get("name", "") for f in geojson["features"]
@@ -256,7 +347,7 @@ def build_map_figure(
     values = map_values(codes, rows, measure, lang, names, hover)
     centre, zoom = fit_view(bounds(geojson))
     base = go.Choroplethmap(
-        geojson=geojson,
+        geojson=shapes,
         featureidkey="properties.code",
         locations=codes,
         z=[0] * len(codes),
@@ -267,7 +358,7 @@ def build_map_figure(
         name="base",
     )
     measure_trace = go.Choroplethmap(
-        geojson=geojson,
+        geojson=shapes,
         featureidkey="properties.code",
         locations=codes,
         z=values["z"],

@@ -32,6 +32,7 @@ from layouts.map import (
     build_map_figure,
     clicked_commune,
     feature_codes,
+    geo_url,
     map_patch,
     map_values,
     province_hover_text,
@@ -129,12 +130,20 @@ def national_map_update(
     lang: str,
     built: Any,
     tiles: str | None = None,
+    source: str | None = None,
 ) -> tuple[Any, Any]:
     """Like the province map: the whole figure only when the browser has none in this
     language, else a Patch of colours and hover text (34 values, a few KB)."""
     if not built or built[1] != lang:
         figure = build_map_figure(
-            geojson, rows, measure, lang, tiles, hover=province_hover_text, uirevision=UIREVISION
+            geojson,
+            rows,
+            measure,
+            lang,
+            tiles,
+            source=source,
+            hover=province_hover_text,
+            uirevision=UIREVISION,
         )
         return figure, [measure, lang]
     values = map_values(feature_codes(geojson), rows, measure, lang, hover=province_hover_text)
@@ -182,6 +191,7 @@ def layout(
                     DEFAULT_MEASURE,
                     lang,
                     ctx_.settings.map_tiles,
+                    source=geo_url("country", ctx_.settings.config_dir),
                     hover=province_hover_text,
                     uirevision=UIREVISION,
                 ),
@@ -274,7 +284,13 @@ def register(app: Dash, wall: WallContext) -> None:
             )
         summary, provinces = view["summary"], view["provinces"]
         figure, built_out = national_map_update(
-            country_geojson(wall), provinces, measure, lang, built, settings.map_tiles
+            country_geojson(wall),
+            provinces,
+            measure,
+            lang,
+            built,
+            settings.map_tiles,
+            geo_url("country", settings.config_dir),
         )
         banner_text, banner_class = stale_banner(summary, lang, now)
         return (

@@ -38,6 +38,7 @@ from layouts.map import (
     feature_codes,
     map_patch,
     map_values,
+    province_geo_url,
     province_geojson,
 )
 from layouts.scope import country_href, page_settings
@@ -383,14 +384,16 @@ def map_update(
     lang: str,
     built: Any,
     tiles: str | None = None,
+    source: str | None = None,
 ) -> tuple[Any, Any]:
     """The map output of one refresh and the new ``(measure, lang)`` of the browser's figure.
 
-    The whole figure (with 200 KB of polygons) goes out only when the browser has none in this
-    language; a tick or a new measure is a Patch.
+    The whole figure (naming its polygons by their address ``source``) goes out only when the
+    browser has none in this language; a tick or a new measure is a Patch.
     """
     if not built or built[1] != lang:
-        return build_map_figure(geojson, rows, measure, lang, tiles), [measure, lang]
+        figure = build_map_figure(geojson, rows, measure, lang, tiles, source=source)
+        return figure, [measure, lang]
     values = map_values(feature_codes(geojson), rows, measure, lang)
     if built[0] != measure:
         return map_patch(values, measure=measure, lang=lang), [measure, lang]
@@ -456,7 +459,12 @@ def layout(
                             dcc.Graph(
                                 id=ids.WALL_MAP,
                                 figure=build_map_figure(
-                                    geojson, [], DEFAULT_MEASURE, lang, settings.map_tiles
+                                    geojson,
+                                    [],
+                                    DEFAULT_MEASURE,
+                                    lang,
+                                    settings.map_tiles,
+                                    source=province_geo_url(settings.province, settings.config_dir),
                                 ),
                                 className="wall-map",
                                 config={"displayModeBar": False, "scrollZoom": True},
@@ -538,7 +546,10 @@ def register(app: Dash, wall: WallContext) -> None:
                 "stale-banner",
             )
         geojson = province_geojson(settings.province, settings.config_dir)
-        figure, built_out = map_update(geojson, rows, measure, lang, built, settings.map_tiles)
+        source = province_geo_url(settings.province, settings.config_dir)
+        figure, built_out = map_update(
+            geojson, rows, measure, lang, built, settings.map_tiles, source
+        )
         names = {r["code"]: r["name"] for r in rows}
         banner_text, banner_class = stale_banner(summary, lang, now)
         return (

@@ -229,9 +229,21 @@ def test_wall_shows_the_provinces_figures_on_a_full_map(dash_duo: Any, province:
     assert kpi_value(dash_duo, "centres") == f"{summary['centres_online']}/124"
     assert kpi_value(dash_duo, "progress_score") == fmt_number(summary["progress_score"], "vi", 2)
 
-    # Every commune is drawn, from the embedded GeoJSON.
+    # Every commune is drawn, from the polygons' file that plotly.js fetched once and keeps.
     assert map_data(dash_duo, "gd.data[0].locations.length") == 124
     assert map_data(dash_duo, "gd.data[1].locations.length") == 124
+    source = map_data(dash_duo, "gd.data[1].geojson")
+    assert source.startswith("/geo/province-08.geojson?v=")
+    fetched = "(window.PlotlyGeoAssets || {})[gd.data[1].geojson]"
+    assert map_data(dash_duo, f"{fetched} && {fetched}.features.length") == 124
+    # What MapLibre drew: the measure trace's filled polygons, one centroid per commune.
+    drawn = map_data(
+        dash_duo,
+        "new Set(gd._fullLayout.map._subplot.map"
+        ".queryRenderedFeatures({layers: [`plotly-trace-layer-${gd._fullData[1].uid}-fill`]})"
+        ".map(f => String(f.properties.ct))).size",
+    )
+    assert drawn == 124
     overdue_by_code = map_data(
         dash_duo, "Object.fromEntries(gd.data[1].locations.map((c, i) => [c, gd.data[1].z[i]]))"
     )

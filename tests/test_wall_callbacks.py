@@ -6,6 +6,7 @@ every tick sends only a Patch of colours and hover text, read from the aggregate
 
 from __future__ import annotations
 
+import gzip
 import json
 from typing import Any
 
@@ -60,19 +61,52 @@ def wall_tick(client: Any, *, tick: int | None, measure: str, built: Any, search
     return response
 
 
+def polygons(client: Any, figure: dict[str, Any]) -> list[dict[str, Any]]:
+    """The features behind both map traces, fetched from the address the figure names."""
+    sources = {trace["geojson"] for trace in figure["data"]}
+    assert len(sources) == 1
+    (source,) = sources
+    assert source.startswith("/geo/province-08.geojson?v=")
+    response = client.get(source)
+    assert response.status_code == 200
+    features: list[dict[str, Any]] = json.loads(response.get_data())["features"]
+    return features
+
+
 def test_a_browser_without_the_map_gets_it_whole_then_only_values(client: Any) -> None:
     first = wall_tick(client, tick=None, measure="overdue", built=None)
     out = first.get_json()["response"]
     figure = out[ids.WALL_MAP]["figure"]
-    assert len(figure["data"][0]["geojson"]["features"]) == 124
+    assert len(polygons(client, figure)) == 124
+    assert "FeatureCollection" not in first.get_data(as_text=True)  # named by address only
     assert out[ids.WALL_MAP_BUILT]["data"] == ["overdue", "vi"]
 
     tick = wall_tick(client, tick=1, measure="overdue", built=["overdue", "vi"])
     patch = tick.get_json()["response"][ids.WALL_MAP]["figure"]
     assert "__dash_patch_update" in json.dumps(patch)
-    assert "coordinates" not in json.dumps(patch)
-    assert len(tick.get_data()) * 5 < len(first.get_data())
+    assert "coordinates" not in json.dumps(patch) and "geojson" not in json.dumps(patch)
     assert ids.WALL_MAP_BUILT not in tick.get_json()["response"]  # unchanged: no_update
+
+
+def test_the_polygons_are_a_cacheable_gzipped_file(client: Any) -> None:
+    figure = wall_tick(client, tick=None, measure="overdue", built=None).get_json()["response"]
+    source = figure[ids.WALL_MAP]["figure"]["data"][0]["geojson"]
+    plain = client.get(source)
+    assert plain.headers.get("Content-Encoding") is None
+    zipped = client.get(source, headers={"Accept-Encoding": "gzip, deflate"})
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(zipped.get_data()) == plain.get_data()
+    assert len(zipped.get_data()) * 3 < len(plain.get_data())
+    # The address carries the content's hash: the browser keeps it a year and never asks again.
+    cache = plain.headers["Cache-Control"]
+    assert "immutable" in cache and "max-age=31536000" in cache and "private" in cache
+    etag = plain.headers["ETag"]
+    assert source.endswith(etag.strip('"'))
+    unversioned = client.get("/geo/province-08.geojson")
+    assert "no-cache" in unversioned.headers["Cache-Control"]
+    assert client.get(source, headers={"If-None-Match": etag}).status_code == 304
+    for unknown in ("province-99", "province-8", "country-x", "settings"):
+        assert client.get(f"/geo/{unknown}.geojson").status_code == 404
 
 
 def test_changing_the_measure_recolours_without_resending_polygons(client: Any) -> None:
@@ -90,7 +124,7 @@ def test_a_new_language_gets_a_whole_new_map(client: Any) -> None:
     )
     figure = response.get_json()["response"][ids.WALL_MAP]["figure"]
     assert figure["data"][1]["colorbar"]["title"]["text"] == "Overdue"
-    assert len(figure["data"][0]["geojson"]["features"]) == 124
+    assert len(polygons(client, figure)) == 124
 
 
 def test_wall_tick_carries_the_province_figures(client: Any) -> None:

@@ -489,9 +489,11 @@ def test_pages_are_routed_by_path(tmp_path: Any) -> None:
     context = WallContext(settings=settings, db=Database(settings.database_url))
     page = render_page(context, "/", None)
     assert "wall-page" in page.className
-    # The page carries the polygons and says so, so the first refresh is already a Patch.
+    # The page's map names its polygons' file and says it has a figure, so the first refresh
+    # is already a Patch; the polygons themselves come once from that file.
     layout = json.dumps(page.to_plotly_json(), cls=plotly.utils.PlotlyJSONEncoder)
-    assert layout.count('"type": "Feature"') >= 124
+    assert layout.count('"geojson": "/geo/province-08.geojson?v=') == 2
+    assert "FeatureCollection" not in layout
     assert '"data": ["overdue", "vi"]' in layout
     assert "commune-page" in render_page(context, "/commune/02269", "?lang=en").className
     assert "kiosk-root" in render_page(context, "/kiosk", "?rotate=30").className

@@ -40,7 +40,7 @@ from control_center.db import Database
 from control_center.domain.calendar import WorkingCalendar
 from control_center.jsonutil import dumps
 from control_center.models import Alert
-from control_center.national import cached_national_view
+from control_center.national import cached_national_view, cached_province_view
 from control_center.security import accounts, policy
 from control_center.security.roles import Principal, current_principal
 from control_center.settings import Settings
@@ -878,13 +878,18 @@ def register_api(
         with db.session() as session:
             if scoped.national:  # the country: the figures the national wall shows
                 return cached_national_view(session, scoped, calendar, now())["summary"]
+            if settings.national:  # a province of the country: its wall's shared reading
+                return cached_province_view(session, scoped, calendar, now())["summary"]
             return queries.province_summary(session, scoped, calendar, now())
 
     @bp.get(f"{API_PREFIX}/communes")
     @endpoint
     def communes() -> Any:
+        scoped = province_settings()
         with db.session() as session:
-            return queries.commune_rows(session, province_settings(), calendar, now())
+            if settings.national and not scoped.national:
+                return cached_province_view(session, scoped, calendar, now())["communes"]
+            return queries.commune_rows(session, scoped, calendar, now())
 
     @bp.get(f"{API_PREFIX}/provinces")
     @endpoint

@@ -5,12 +5,15 @@ country (the ``GET /api/v1/summary`` document), each province (``GET /api/v1/pro
 the communes to watch. At 3,321 communes and millions of dossiers that is about a million
 aggregate rows, so :func:`cached_national_view` shares one reading per ``CC_NATIONAL_CACHE_S``
 between every browser and gunicorn worker of the machine (:mod:`control_center.readcache`);
-the wall and the API then answer from it, and agree with each other by construction.
+the wall and the API then answer from it, and agree with each other by construction. A
+province's figures inside the national deployment are shared the same way
+(:func:`cached_province_view`).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -61,12 +64,41 @@ def cached_national_view(
     session: Session, settings: Settings, calendar: WorkingCalendar, now: datetime
 ) -> dict[str, Any]:
     """:func:`national_view`, computed at most once per ``CC_NATIONAL_CACHE_S`` on this machine."""
+    return _shared(
+        settings, "national-view", lambda: national_view(session, settings, calendar, now)
+    )
+
+
+def province_view(
+    session: Session, settings: Settings, calendar: WorkingCalendar, now: datetime
+) -> dict[str, Any]:
+    """One province's ``summary`` and ``communes`` (its rows), read together."""
+    with queries.shared_reads(session):
+        return {
+            "summary": queries.province_summary(session, settings, calendar, now),
+            "communes": queries.commune_rows(session, settings, calendar, now),
+        }
+
+
+def cached_province_view(
+    session: Session, settings: Settings, calendar: WorkingCalendar, now: datetime
+) -> dict[str, Any]:
+    """:func:`province_view` of ``settings.province`` in a national deployment, shared like
+    the country's reading: a province's wall, its ``/summary?province=`` and its communes read
+    a few hundred thousand aggregate rows among the country's millions (100-200 ms), the same
+    for every viewer of that province."""
+    return _shared(
+        settings,
+        f"province-view:{settings.province}",
+        lambda: province_view(session, settings, calendar, now),
+    )
+
+
+def _shared(settings: Settings, name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     if settings.national_cache_s <= 0:
-        return national_view(session, settings, calendar, now)
+        return compute()
     # The database (not its password) names the entry: tests and sites never share one.
     database = hashlib.sha256(settings.database_url.encode()).hexdigest()[:16]
     cache = SharedCache(settings.cache_dir, settings.national_cache_s)
-    value: dict[str, Any] = cache.get(
-        f"national-view:{database}", lambda: national_view(session, settings, calendar, now)
-    )
+    value: dict[str, Any] = cache.get(f"{name}:{database}", compute)
     return value

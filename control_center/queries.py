@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -21,7 +21,7 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     ColumnElement,
-    Select,
+    SQLColumnExpression,
     String,
     and_,
     case,
@@ -106,8 +106,42 @@ def in_scope(settings: Settings) -> ColumnElement[bool]:
     return true() if settings.national else Commune.province_code == settings.province
 
 
-def _province_communes(settings: Settings) -> Select[Any]:
-    return select(Commune.code).where(in_scope(settings))
+_SCOPE_CODES = "control_center.scope_codes"
+
+
+def _scope_codes(session: Session, settings: Settings) -> list[str] | None:
+    """The communes a read must be limited to, or None when it needs no limit: national
+    scope, or a database that holds this province's communes only (a provincial deployment).
+
+    A list of codes, not ``IN (SELECT code FROM communes WHERE province_code = ...)``: given
+    the subquery, PostgreSQL plans the per-commune aggregates of one province inside a
+    national database as a scan of every commune's rows; given the codes, it reads the
+    province's index ranges only. Two small reads of ``communes``, once per session."""
+    if settings.national:
+        return None
+    memo: dict[str, list[str] | None] = session.info.setdefault(_SCOPE_CODES, {})
+    if settings.province not in memo:
+        others = session.scalar(
+            select(Commune.code).where(Commune.province_code != settings.province).limit(1)
+        )
+        memo[settings.province] = (
+            None
+            if others is None
+            else list(
+                session.scalars(
+                    select(Commune.code).where(Commune.province_code == settings.province)
+                )
+            )
+        )
+    return memo[settings.province]
+
+
+def _province_communes(
+    session: Session, settings: Settings, column: SQLColumnExpression[Any]
+) -> ColumnElement[bool]:
+    """``column`` (a commune code) is one of the communes the settings cover."""
+    codes = _scope_codes(session, settings)
+    return true() if codes is None else column.in_(codes)
 
 
 # --- aggregate readers (one query each, grouped by commune) ----------------------------------
@@ -151,12 +185,10 @@ def _due_counts(
     # overdue and due soon only need the buckets due before ``soon_until`` (a range scan), so
     # neither evaluates CASE expressions over the whole backlog.
     b = CommuneDueBucket
-    communes = _province_communes(settings)
+    in_scope_ = _province_communes(session, settings, b.commune_code)
     counts: dict[str, dict[str, int]] = {}
     totals = (
-        select(b.commune_code, func.sum(b.open_count))
-        .where(b.commune_code.in_(communes))
-        .group_by(b.commune_code)
+        select(b.commune_code, func.sum(b.open_count)).where(in_scope_).group_by(b.commune_code)
     )
     for code, total in session.execute(totals):
         counts[code] = {"open": int(total or 0), "overdue": 0, "due_soon": 0}
@@ -168,7 +200,7 @@ def _due_counts(
         )
         # A dossier paused in time is in the backlog, never overdue or due soon (its due
         # date moves with the pause).
-        .where(b.due_minute < soon_until, b.commune_code.in_(communes), b.paused == false())
+        .where(b.due_minute < soon_until, in_scope_, b.paused == false())
         .group_by(b.commune_code)
     )
     for code, overdue, due_soon in session.execute(near):
@@ -189,18 +221,18 @@ def _daily_counts(
 
     # The 30-day window is one index-only sum; today, yesterday and the day that drops out of
     # yesterday's window are point lookups. prev_window = window - today + that day.
-    communes = _province_communes(settings)
+    in_scope_ = _province_communes(session, settings, d.commune_code)
     out: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
     window = (
         select(d.commune_code, d.metric, func.sum(d.value))
-        .where(d.day >= window_start, d.commune_code.in_(communes))
+        .where(d.day >= window_start, in_scope_)
         .group_by(d.commune_code, d.metric)
     )
     for code, metric, total in session.execute(window):
         total = int(total or 0)
         out[code][metric] = {"today": 0, "yesterday": 0, "window": total, "prev_window": total}
     points = select(d.commune_code, d.metric, d.day, d.value).where(
-        d.day.in_([today, yesterday, prev_start]), d.commune_code.in_(communes)
+        d.day.in_([today, yesterday, prev_start]), in_scope_
     )
     for code, metric, day, value in session.execute(points):
         row = out[code].setdefault(
@@ -229,7 +261,7 @@ def _queue_today(session: Session, settings: Settings, today: date) -> dict[str,
             func.min(case((q.state == "waiting", q.issued_at), else_=None)),
             func.sum(case((and_(has_call, q.issued_at.is_not(None)), 1), else_=0)),
         )
-        .where(q.service_day == today, q.commune_code.in_(_province_communes(settings)))
+        .where(q.service_day == today, _province_communes(session, settings, q.commune_code))
         .group_by(q.commune_code)
     )
     out: dict[str, dict[str, Any]] = {}
@@ -257,7 +289,7 @@ def _counters_open(session: Session, settings: Settings) -> dict[str, int]:
         select(CounterState.commune_code, func.count())
         .where(
             CounterState.is_open.is_(True),
-            CounterState.commune_code.in_(_province_communes(settings)),
+            _province_communes(session, settings, CounterState.commune_code),
         )
         .group_by(CounterState.commune_code)
     )
@@ -276,7 +308,7 @@ def _open_alerts_by_commune(session: Session) -> dict[str | None, int]:
 @_shared
 def _feeds(session: Session, settings: Settings) -> dict[str, CentreFeed]:
     rows = session.scalars(
-        select(CentreFeed).where(CentreFeed.commune_code.in_(_province_communes(settings)))
+        select(CentreFeed).where(_province_communes(session, settings, CentreFeed.commune_code))
     )
     return {f.commune_code: f for f in rows}
 
@@ -329,18 +361,18 @@ def _same_time_yesterday(session: Session, settings: Settings, now: datetime) ->
     cut = now - timedelta(days=1)
     start = local_midnight(local_today(cut))
     d = Dossier
-    communes = _province_communes(settings)
+    in_scope_ = _province_communes(session, settings, d.commune_code)
     received = select(
         func.count(), func.coalesce(func.sum(case((d.channel == "online", 1), else_=0)), 0)
-    ).where(d.commune_code.in_(communes), d.received_at >= start, d.received_at < cut)
+    ).where(in_scope_, d.received_at >= start, d.received_at < cut)
     finished = select(func.count(), literal(0)).where(
-        d.commune_code.in_(communes),
+        in_scope_,
         d.finished_at >= start,
         d.finished_at < cut,
         d.status.in_((RESULT_READY, RETURNED)),
     )
     returned = select(func.count(), literal(0)).where(
-        d.commune_code.in_(communes),
+        in_scope_,
         d.returned_at.is_not(None),
         d.returned_at >= start,
         d.returned_at < cut,
@@ -430,7 +462,7 @@ def province_summary(
     open_undated = session.scalar(
         select(func.coalesce(func.sum(CommuneDueBucket.open_count), 0)).where(
             CommuneDueBucket.due_minute.is_(None),
-            CommuneDueBucket.commune_code.in_(_province_communes(settings)),
+            _province_communes(session, settings, CommuneDueBucket.commune_code),
         )
     )
     open_in_time = open_total - overdue - int(open_undated or 0)
@@ -450,7 +482,7 @@ def province_summary(
             QueueTicket.service_day == today,
             QueueTicket.issued_at.is_not(None),
             func.coalesce(QueueTicket.called_at, QueueTicket.started_at).is_not(None),
-            QueueTicket.commune_code.in_(_province_communes(settings)),
+            _province_communes(session, settings, QueueTicket.commune_code),
         )
     )
 
@@ -1018,15 +1050,18 @@ def list_alerts(
     *,
     state: str | None = None,
     commune: str | None = None,
+    communes: Collection[str] | None = None,
     limit: int = 100,
     scope: Scope = UNRESTRICTED,
 ) -> list[dict[str, Any]]:
-    """Newest first."""
+    """Newest first; ``communes``: of those communes only (a province of a national database)."""
     stmt = select(Alert).where(*scope.where(Alert.commune_code))
     if state is not None:
         stmt = stmt.where(Alert.state == state)
     if commune is not None:
         stmt = stmt.where(Alert.commune_code == commune)
+    if communes is not None:
+        stmt = stmt.where(Alert.commune_code.in_(sorted(communes)))
     stmt = stmt.order_by(Alert.raised_at.desc(), Alert.alert_id).limit(limit)
     return [alert_payload(a) for a in session.scalars(stmt)]
 
@@ -1347,7 +1382,7 @@ def _review_conditions(
         # (SQLite's documented way to keep a term off an index) it is a filter applied while
         # the covering due-date index is read in order, and the page stops the scan.
         commune_code = UnaryExpression(commune_code, operator=custom_op("+"), type_=String())
-    conditions.append(commune_code.in_(_province_communes(settings)))
+    conditions.append(_province_communes(session, settings, commune_code))
     if filters.commune:
         conditions.append(d.commune_code == filters.commune)
     if filters.sector:

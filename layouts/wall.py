@@ -15,6 +15,7 @@ from dash import ClientsideFunction, Dash, Input, Output, State, dcc, html, no_u
 from dash.development.base_component import Component
 from sqlalchemy.exc import SQLAlchemyError
 
+from control_center.national import cached_province_view
 from layouts import ids
 from layouts.common import header, panel, province_name
 from layouts.context import WallContext
@@ -531,9 +532,16 @@ def register(app: Dash, wall: WallContext) -> None:
         settings = page_settings(wall.settings, search)
         try:
             with wall.db.session() as session, q.shared_reads(session):
-                summary = q.province_summary(session, settings, calendar, now)
-                rows = q.commune_rows(session, settings, calendar, now)
-                alerts = q.list_alerts(session, state="open", limit=TICKER_MAX)
+                if wall.settings.national:
+                    # A province of the country: one reading per period for all its viewers.
+                    view = cached_province_view(session, settings, calendar, now)
+                    summary, rows = view["summary"], view["communes"]
+                    communes = [r["code"] for r in rows]
+                else:
+                    summary = q.province_summary(session, settings, calendar, now)
+                    rows = q.commune_rows(session, settings, calendar, now)
+                    communes = None  # the database holds this province only
+                alerts = q.list_alerts(session, state="open", communes=communes, limit=TICKER_MAX)
         except SQLAlchemyError as exc:
             # Keep the last figures on screen but say loudly that they are no longer current.
             log.warning("wall refresh: database unavailable: %s", type(exc).__name__)

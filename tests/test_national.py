@@ -6,6 +6,7 @@ communes': the national wall and the API read the same per-commune aggregates, g
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,23 @@ from flask.testing import FlaskClient
 
 from control_center.app import create_app
 from control_center.db import make_engine
+from control_center.domain.calendar import WorkingCalendar
 from control_center.settings import SettingsError, load_settings
+from layouts import ids
 from layouts.map import NATIONAL_MEASURES, measure_value, province_hover_text
 from layouts.national import clicked_province, with_province_names, worst_provinces
 from layouts.scope import country_href, page_settings, province_from_search, province_href
-from tests.national_seed import BUCKETS, HANOI, HANOI_B, HCMC, SEEDED, TUYEN_QUANG, seed_country
+from tests.national_seed import (
+    BUCKETS,
+    HANOI,
+    HANOI_A,
+    HANOI_B,
+    HCMC,
+    HCMC_A,
+    SEEDED,
+    TUYEN_QUANG,
+    seed_country,
+)
 from tests.wall_seed import NOW
 
 SUMMED = ("open", "overdue", "due_soon", "queue_waiting", "received_today", "returned_today")
@@ -121,6 +134,48 @@ def test_each_province_is_the_sum_of_its_communes_and_its_own_summary(
     assert by_code[HANOI]["overdue"] == 39  # the worst province
     assert by_code[HANOI]["centres_offline"] == 1
     assert by_code["04"]["open"] == 0  # a province without data is there, with zeros
+
+
+def test_a_provinces_wall_in_the_country_shows_its_own_figures_and_alerts_only(
+    db_url: str, tmp_path: Path
+) -> None:
+    from sqlalchemy.orm import Session
+
+    from control_center import models as m
+    from control_center.national import cached_province_view, province_view
+    from tests.test_wall_callbacks import wall_tick
+
+    engine = make_engine(db_url)
+    seed_country(engine)
+    with Session(engine) as session, session.begin():
+        for commune in (HANOI_A, HCMC_A):
+            session.add(
+                m.Alert(
+                    cause_key=f"overdue:{commune}-X",
+                    kind="overdue",
+                    level=2,
+                    commune_code=commune,
+                    dossier_code=f"DOSSIER-{commune}",
+                    raised_at=NOW,
+                    state="open",
+                    message=f"Hồ sơ DOSSIER-{commune} đã quá hạn",
+                )
+            )
+    settings = load_settings(database_url=db_url, scope="national", cache_dir=tmp_path)
+    client = create_app(settings, clock=lambda: NOW).server.test_client()
+    out = wall_tick(client, tick=1, measure="overdue", built=None, search="?province=79")
+    ticker = json.dumps(out.get_json()["response"][ids.WALL_TICKER], ensure_ascii=False)
+    assert f"DOSSIER-{HCMC_A}" in ticker and f"DOSSIER-{HANOI_A}" not in ticker
+
+    # The reading is shared for the period (CC_NATIONAL_CACHE_S) and is the live one.
+    hcmc = settings.for_province(HCMC)
+    with Session(engine) as session:
+        live = province_view(session, hcmc, WorkingCalendar(), NOW)
+        shared = cached_province_view(session, hcmc, WorkingCalendar(), NOW)
+    assert shared["summary"]["overdue"] == live["summary"]["overdue"] > 0
+    assert [c["code"] for c in shared["communes"]] == [c["code"] for c in live["communes"]]
+    assert get(client, "/api/v1/summary?province=79")["open"] == live["summary"]["open"]
+    engine.dispose()
 
 
 def test_the_country_lists_every_commune_and_opens_any_of_them(client: FlaskClient) -> None:

@@ -17,8 +17,9 @@ What it does:
 2. **Wall viewers** (``--viewers``, 50): each does what a browser in kiosk mode does. It opens
    the kiosk link once (session cookie, CSRF cookie), then every 5 s posts the current page's
    refresh callback to ``/_dash-update-component`` and every 30 s the kiosk's rotate callback
-   (wall -> overdue view -> queue view); after a rotation the wall's first refresh carries no
-   map yet, so the whole map figure comes back, as in the browser. The request bodies are
+   (wall -> overdue view -> queue view); as in the browser, the wall's layout brings its map
+   figure (the polygons by URL) and the store saying so, so its refreshes are Patches, and a
+   refresh answered with no new store value keeps the old one. The request bodies are
    built from the app's own ``/_dash-dependencies`` (the callbacks' real outputs, inputs and
    state), so they stay right when a page gains an input. Screens start spread over 5 s.
 3. **Leaders** (``--leaders``, 5): with an API token of the ``leader`` role, each in turn,
@@ -126,6 +127,24 @@ def build(url: str, n_dossiers: int, secret_key: str) -> Credentials:
         return Credentials(kiosk_token=kiosk, api_token=token)
     finally:
         engine.dispose()
+
+
+def store_data(tree: Any, store_id: str) -> Any:
+    """The ``data`` of the component ``store_id`` anywhere in a callback's JSON answer."""
+    if isinstance(tree, dict):
+        props = tree.get("props")
+        if isinstance(props, dict) and props.get("id") == store_id:
+            return props.get("data")
+        children: Any = tree.values()
+    elif isinstance(tree, list):
+        children = tree
+    else:
+        return None
+    for child in children:
+        found = store_data(child, store_id)
+        if found is not None:
+            return found
+    return None
 
 
 def samples(url: str) -> tuple[list[str], list[str]]:
@@ -319,10 +338,15 @@ def viewer(
                 {(ids.KIOSK_INTERVAL, "n_intervals"): tick // 6, (ids.URL, "search"): KIOSK_SEARCH},
                 [f"{ids.KIOSK_INTERVAL}.n_intervals"],
             )
-            recorder.call(
+            rotated = recorder.call(
                 "kiosk rotate", session, "POST", base + CALLBACK, **post_callback(session, body)
             )
-            page, built = (page + 1) % len(KIOSK_PAGES), None
+            page = (page + 1) % len(KIOSK_PAGES)
+            # The wall's layout brings its map figure and the store saying so: the browser's
+            # first refresh after the rotation is then a Patch too.
+            built = (
+                store_data(rotated.json(), ids.WALL_MAP_BUILT) if rotated and rotated.ok else None
+            )
         name = KIOSK_PAGES[page]
         if name == "wall":
             values = {
@@ -339,8 +363,9 @@ def viewer(
                 base + CALLBACK,
                 **post_callback(session, body),
             )
-            if response is not None:
-                built = response.json()["response"].get(ids.WALL_MAP_BUILT, {}).get("data")
+            answered = response.json()["response"] if response is not None else {}
+            if ids.WALL_MAP_BUILT in answered:  # else no_update: the browser's store keeps it
+                built = answered[ids.WALL_MAP_BUILT].get("data")
         elif name == "overdue":
             values = {
                 (ids.OVERDUE_WALL_INTERVAL, "n_intervals"): tick,

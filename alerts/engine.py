@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, and_, false, func, insert, select, true
+from sqlalchemy import Select, false, func, insert, select, true
 from sqlalchemy.engine.cursor import CursorFetchStrategy
 from sqlalchemy.orm import Session
 
@@ -92,6 +92,7 @@ from control_center.models import (
     QueueTicket,
     utcnow,
 )
+from control_center.queries import clock_running
 from control_center.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -314,7 +315,7 @@ def due_dossiers_query(
         Dossier.due_at <= horizon,
         # Paused in time: the due date moves with the pause, nothing is due while it lasts
         # (domain.dossier.clock_stopped_in_time); paused after the due date it stays late.
-        ~and_(Dossier.is_paused == true(), Dossier.paused_since < Dossier.due_at),
+        clock_running(),
     )
 
 

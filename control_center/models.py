@@ -155,8 +155,9 @@ class Dossier(Base):
             postgresql_where=text("is_open"),
         ),
         # The open dossiers by due date, the review's default order. Covering: it also holds
-        # what the review filters on most (commune, channel, extension, escalation level), so
-        # counting a filtered list and skipping to a deep page read the index alone.
+        # what the review filters on most (commune, channel, extension, escalation level) and
+        # the pause (a dossier paused in time is neither overdue nor due soon), so counting a
+        # filtered list and skipping to a deep page read the index alone.
         Index(
             "ix_dossiers_open_due",
             "due_at",
@@ -165,6 +166,8 @@ class Dossier(Base):
             "channel",
             "extension_count",
             "escalation_level",
+            "is_paused",
+            "paused_since",
             sqlite_where=text("is_open = 1"),
             postgresql_where=text("is_open"),
         ),
@@ -178,6 +181,8 @@ class Dossier(Base):
             "due_at",
             "dossier_code",
             "commune_code",
+            "is_paused",
+            "paused_since",
             sqlite_where=text("is_open = 1"),
             postgresql_where=text("is_open"),
         ),
@@ -189,6 +194,8 @@ class Dossier(Base):
             "due_at",
             "dossier_code",
             "commune_code",
+            "is_paused",
+            "paused_since",
             sqlite_where=text("is_open = 1"),
             postgresql_where=text("is_open"),
         ),

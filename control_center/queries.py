@@ -829,15 +829,15 @@ def _dossier_filter(
     if state == "open":
         return [is_open]
     if state == "overdue":
-        return [is_open, Dossier.due_at < now, _clock_running()]
+        return [is_open, Dossier.due_at < now, clock_running()]
     if state == "due_soon":
-        return [is_open, Dossier.due_at >= now, Dossier.due_at < soon_until, _clock_running()]
+        return [is_open, Dossier.due_at >= now, Dossier.due_at < soon_until, clock_running()]
     if state == "finished":
         return [Dossier.status.in_(sorted(FINISHED))]
     raise ValueError(f"state must be one of {', '.join(DOSSIER_STATES)}")
 
 
-def _clock_running() -> ColumnElement[bool]:
+def clock_running() -> ColumnElement[bool]:
     """Not paused in time (``domain.dossier.clock_stopped_in_time``): such a dossier's due
     date moves with its pause, so it is neither overdue nor due soon, as in the due buckets."""
     return ~and_(Dossier.is_paused == true(), Dossier.paused_since < Dossier.due_at)
@@ -1363,12 +1363,14 @@ def _review_conditions(
     # dossiers by due date instead of scanning the table.
     is_open = d.is_open == true()
     conditions: list[ColumnElement[bool]]
+    # Paused in time: in the backlog, never overdue or due soon (as on the wall), read from
+    # the covering indexes, which hold the pause.
     if state == "attention":
-        conditions = [is_open, d.due_at < soon_until]
+        conditions = [is_open, d.due_at < soon_until, clock_running()]
     elif state == "overdue":
-        conditions = [is_open, d.due_at < now]
+        conditions = [is_open, d.due_at < now, clock_running()]
     elif state == "due_soon":
-        conditions = [is_open, d.due_at >= now, d.due_at < soon_until]
+        conditions = [is_open, d.due_at >= now, d.due_at < soon_until, clock_running()]
     elif state == "open":
         conditions = [is_open]
     elif state == "finished":

@@ -1,5 +1,5 @@
 """A paused dossier's clock is stopped (DOMAIN.md: waiting for the citizen's supplement or fee):
-the wall and the API count it in the open backlog, not as overdue or due soon, and count it
+the wall, the API and the leaders' review count it in the open backlog, not as overdue or due soon, and count it
 again once it resumes and passes its shifted due date. Events go through the collector, so
 the due buckets the wall reads are the ones it maintains."""
 
@@ -69,6 +69,19 @@ def figures(engine: Engine, settings: Settings, now: datetime) -> dict[str, obje
             )
             for state in ("overdue", "due_soon")
         }
+        # The leaders' review grid (and its exports) filter the same way.
+        reviewed = {
+            state: sorted(
+                d["dossier_code"]
+                for d in queries.review_rows(
+                    session, settings, calendar, now, queries.ReviewFilters(state=state)
+                )["items"]
+            )
+            for state in ("overdue", "due_soon", "attention")
+        }
+    assert reviewed["overdue"] == listed["overdue"]
+    assert reviewed["due_soon"] == listed["due_soon"]
+    assert reviewed["attention"] == sorted(listed["overdue"] + listed["due_soon"])
     return {
         "summary": {k: summary[k] for k in ("open", "overdue", "due_soon")},
         "commune": {k: row[k] for k in ("open", "overdue", "due_soon")},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dash import dcc, html
 from dash.development.base_component import Component
 
+from control_center.security.roles import signed_in_user
 from layouts import ids
 from layouts.i18n import other_lang, t, with_lang
 
@@ -31,6 +32,17 @@ def header(
                 id=ids.LANG_SWITCH,
             )
         )
+        user = signed_in_user()
+        if user is not None:  # a plain link: signing out leaves the app for its own page
+            right.append(
+                html.A(
+                    t("sign_out", lang),
+                    href="/logout",
+                    title=user,
+                    className="sign-out",
+                    id=ids.SIGN_OUT,
+                )
+            )
     return html.Header(
         [
             html.Div(

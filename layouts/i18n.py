@@ -20,6 +20,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "wall": {"vi": "Toàn tỉnh", "en": "Province wall"},
     "back_to_wall": {"vi": "← Về màn hình toàn tỉnh", "en": "← Back to province wall"},
     "switch_lang": {"vi": "English", "en": "Tiếng Việt"},
+    "sign_out": {"vi": "Đăng xuất", "en": "Sign out"},
     "clock": {"vi": "Giờ", "en": "Time"},
     "data_as_of": {"vi": "Dữ liệu lúc", "en": "Data as of"},
     "stale_banner": {

@@ -7,6 +7,7 @@ URL = "url"
 PAGE = "page"
 NAV = "nav"
 LANG_SWITCH = "lang-switch"
+SIGN_OUT = "sign-out"
 
 # Wall page
 WALL_INTERVAL = "wall-interval"

@@ -479,6 +479,8 @@ def test_a_kiosk_link_signs_a_wall_screen_in_and_revoking_it_ends_it(
     assert resp.status_code == 302 and resp.headers["Location"] == "/kiosk?rotate=30"
     assert client.get("/api/v1/summary").status_code == 200
     assert "kiosk-root" in text_of(route(client, "/kiosk"))
+    queue_page = route(client, "/queue").get_json()["response"]["page"]["children"]
+    assert find_component(queue_page, ids.SIGN_OUT) is None  # a screen has nobody to sign out
     # The wall role only: no details, no exports, no other pages.
     assert client.get("/api/v1/dossiers").status_code == 403
     assert client.get("/api/v1/review.csv").status_code == 403
@@ -495,6 +497,21 @@ def test_a_kiosk_link_signs_a_wall_screen_in_and_revoking_it_ends_it(
     assert again.status_code == 401
     actions = [a for a, _ in audit_actions(seeded.url)]
     assert actions.count("kiosk_sign_in") == 1 and actions.count("kiosk_refused") == 2
+
+
+def find_component(tree: Any, component_id: str) -> Any:
+    """The component with ``component_id`` in a callback's JSON answer, or None."""
+    if isinstance(tree, dict):
+        props = tree.get("props")
+        if isinstance(props, dict) and props.get("id") == component_id:
+            return tree
+        tree = list(tree.values())
+    if isinstance(tree, list):
+        for child in tree:
+            found = find_component(child, component_id)
+            if found is not None:
+                return found
+    return None
 
 
 def client_of_same_app(client: FlaskClient) -> FlaskClient:
@@ -589,6 +606,15 @@ def test_sign_in_sets_a_hardened_session_and_records_it(
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     actions = audit_actions(seeded.url)
     assert ("sign_in_failed", "leader1") in actions and ("sign_in", "leader1") in actions
+    # Every page offers the person who signed in a way out; it signs out (POST with CSRF).
+    page = route(client, "/queue").get_json()["response"]["page"]["children"]
+    sign_out = find_component(page, ids.SIGN_OUT)
+    assert sign_out is not None and sign_out["props"]["href"] == "/logout"
+    assert sign_out["props"]["title"] == "leader1"
+    form = client.get("/logout").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form)
+    assert csrf and client.post("/logout", data={"csrf_token": csrf.group(1)}).status_code == 302
+    assert client.get("/api/v1/summary").status_code == 401
     # An open redirect is not offered.
     form = client_of_same_app(client)
     resp = form.get("/login?next=//evil.example/x")

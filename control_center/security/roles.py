@@ -195,5 +195,16 @@ def current_principal(settings: Settings) -> Principal:
     return open_principal(settings) if not settings.auth_required else NOBODY
 
 
+def signed_in_user() -> str | None:
+    """The name of the person who signed in with a password for this request; None for a kiosk
+    link, an API token, an open wall or nobody (what pages offer a sign-out link to)."""
+    from flask import g, has_request_context
+
+    principal = g.get("cc_principal") if has_request_context() else None
+    if isinstance(principal, Principal) and principal.kind == "user":
+        return principal.name
+    return None
+
+
 def roles_with(permission: Permission) -> Iterable[str]:
     return [role for role in ROLES if permission in ROLE_PERMISSIONS[role]]

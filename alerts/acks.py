@@ -18,7 +18,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from alerts.policy import ACKNOWLEDGED, LEVEL_PROVINCE, OPEN
-from control_center.models import Alert
+from control_center.models import Alert, Commune
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +51,18 @@ class AckOutcome:
 
 
 def handle_ack_message(
-    session: Session, topic: str, payload: bytes, province: str, now: datetime
+    session: Session, topic: str, payload: bytes, province: str | None, now: datetime
 ) -> AckOutcome:
-    """Validate one ack message and record it; never raises on bad input."""
+    """Validate one ack message and record it; never raises on bad input. ``province``: the
+    one whose topics are listened to; None in national mode, where the topic must then be the
+    province of the alert's commune."""
     parts = topic.split("/")
-    if len(parts) != 6 or parts[:3] != ["dvc", "v1", province] or parts[4:] != ["alerts", "ack"]:
+    if (
+        len(parts) != 6
+        or parts[:2] != ["dvc", "v1"]
+        or (province is not None and parts[2] != province)
+        or parts[4:] != ["alerts", "ack"]
+    ):
         return _ignored("topic is not an alerts/ack topic of this province", topic)
     sender = parts[3]
     try:
@@ -84,6 +91,12 @@ def handle_ack_message(
     ) or sender == alert.commune_code
     if not allowed:
         return _ignored(f"alert belongs to {alert.commune_code}, not {sender}", topic, raw_id)
+    if province is None:  # national: another province's desk may not acknowledge it
+        commune = session.get(Commune, alert.commune_code) if alert.commune_code else None
+        if commune is not None and commune.province_code != parts[2]:
+            return _ignored(
+                f"alert belongs to province {commune.province_code}, not {parts[2]}", topic, raw_id
+            )
     if not acknowledge(session, alert_id, by.strip(), at):
         return _ignored(f"alert is {alert.state}, not open", topic, raw_id)
     log.info("alert %s acknowledged by %s (%s)", alert_id, by, sender)

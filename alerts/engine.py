@@ -625,6 +625,23 @@ def _at_risk(
     return out
 
 
+class _CommuneProvinces:
+    """Whose topics an alert goes to: the province's, or in national mode (``CC_SCOPE``) the
+    province of the alert's commune, read once per cycle when first needed."""
+
+    def __init__(self, session: Session, settings: Settings) -> None:
+        self._session, self._settings = session, settings
+        self._provinces: dict[str, str] | None = None
+
+    def of(self, commune_code: str | None) -> str:
+        if not self._settings.national or not commune_code:
+            return self._settings.province
+        if self._provinces is None:
+            rows = self._session.execute(select(Commune.code, Commune.province_code)).all()
+            self._provinces = {code: province for code, province in rows}
+        return self._provinces.get(commune_code, self._settings.province)
+
+
 class _CommuneNames:
     """Commune names for messages, read once per cycle and only when a message needs one."""
 
@@ -793,6 +810,7 @@ class _Notifications:
         self.written = 0
         self.digests: dict[tuple[str, str, int], _DigestPart] = defaultdict(_DigestPart)
         self.province_desk: dict[str, _DigestPart] = defaultdict(_DigestPart)
+        self.provinces = _CommuneProvinces(session, settings)
 
     def announce(self, alerts: Iterable[Alert]) -> None:
         """Province-level alerts go to the province topic one by one, unless their commune has
@@ -801,8 +819,8 @@ class _Notifications:
         the commune, and each alert's own payload goes to the commune's topic, where the
         centre can act on it and acknowledge it by ``alert_id``. The wall, the alerts page and
         the API list every alert."""
-        province = self.settings.province
         for alert in alerts:
+            province = self.provinces.of(alert.commune_code)
             level = self.policy.level(alert.level)
             not_before = level.quiet_until(self.now) or self.now
             commune = alert.commune_code or ""
@@ -846,21 +864,22 @@ class _Notifications:
                 if channel == WEBHOOK
                 else ", ".join(level.email_to)
             )
-            payload = _digest(settings, commune, level_no, part, now)
+            payload = _digest(self.provinces.of(commune), commune, level_no, part, now)
             self.rows.append(
                 _outbox_row(None, channel, target, payload, now, level.quiet_until(now) or now)
             )
         if self.province_desk:
             not_before = self.policy.level(LEVEL_PROVINCE).quiet_until(now) or now
-            topic = alert_topic(settings.province, LEVEL_PROVINCE, None)
             names = _CommuneNames(self.session)
             for commune, part in sorted(self.province_desk.items()):
+                province = self.provinces.of(commune)
+                topic = alert_topic(province, LEVEL_PROVINCE, None)
                 payload = province_digest(
-                    settings.province,
+                    province,
                     commune,
                     names.get(commune),
                     part,
-                    alert_topic(settings.province, 1, commune),
+                    alert_topic(province, 1, commune),
                     now,
                 )
                 self.rows.append(_outbox_row(None, MQTT, topic, payload, now, not_before))
@@ -941,16 +960,16 @@ def _withdraw_unsent(session: Session, resolved: list[Alert]) -> dict[uuid.UUID,
 
 
 def _digest(
-    settings: Settings, commune_code: str, level: int, part: _DigestPart, now: datetime
+    province: str, commune_code: str, level: int, part: _DigestPart, now: datetime
 ) -> dict[str, Any]:
     """Webhook / e-mail digest: every new alert counted, the first 200 in full."""
-    where = commune_code or settings.province
+    where = commune_code or province
     lines = [f"- [{a['kind']}] {a['message']}" for a in part.alerts]
     if part.count > len(part.alerts):
         lines.append(f"... và {part.count - len(part.alerts)} cảnh báo khác (xem trang Cảnh báo).")
     return {
         "type": "alert_digest",
-        "province_code": settings.province,
+        "province_code": province,
         "commune_code": commune_code or None,
         "level": level,
         "generated_at": now.astimezone(LOCAL_TZ).isoformat(timespec="seconds"),
@@ -1274,7 +1293,8 @@ def _drain_acks(mqtt: Any, factory: Any, settings: Settings, clock: Callable[[],
             return
         try:
             with transaction(factory) as session:
-                handle_ack_message(session, ack.topic, ack.payload, settings.province, clock())
+                province = None if settings.national else settings.province
+                handle_ack_message(session, ack.topic, ack.payload, province, clock())
         except Exception:
             # Database away: the broker redelivers the unacknowledged message later.
             log.exception("recording an alert ack failed")

@@ -32,8 +32,9 @@ from control_center.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def ack_topic_filter(province: str) -> str:
-    return f"dvc/v1/{province}/+/alerts/ack"
+def ack_topic_filter(province: str | None) -> str:
+    """Acknowledgements of one province's centres, or of every province's (None: national)."""
+    return f"dvc/v1/{province or '+'}/+/alerts/ack"
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,8 @@ class AlertsMqtt:
                 log.warning("alerts MQTT connect refused: %s", reason)
                 return
             # Subscribing here means a reconnect resubscribes.
-            client.subscribe(ack_topic_filter(self.settings.province), qos=1)
+            province = None if self.settings.national else self.settings.province
+            client.subscribe(ack_topic_filter(province), qos=1)
             self._connected.set()
             log.info("alerts MQTT connected to %s", self._target)
         except Exception:

@@ -110,28 +110,13 @@ _SCOPE_CODES = "control_center.scope_codes"
 
 
 def _scope_codes(session: Session, settings: Settings) -> list[str] | None:
-    """The communes a read must be limited to, or None when it needs no limit: national
-    scope, or a database that holds this province's communes only (a provincial deployment).
-
-    A list of codes, not ``IN (SELECT code FROM communes WHERE province_code = ...)``: given
-    the subquery, PostgreSQL plans the per-commune aggregates of one province inside a
-    national database as a scan of every commune's rows; given the codes, it reads the
-    province's index ranges only. Two small reads of ``communes``, once per session."""
+    """The province's commune codes (None in national scope), read once per session."""
     if settings.national:
         return None
-    memo: dict[str, list[str] | None] = session.info.setdefault(_SCOPE_CODES, {})
+    memo: dict[str, list[str]] = session.info.setdefault(_SCOPE_CODES, {})
     if settings.province not in memo:
-        others = session.scalar(
-            select(Commune.code).where(Commune.province_code != settings.province).limit(1)
-        )
-        memo[settings.province] = (
-            None
-            if others is None
-            else list(
-                session.scalars(
-                    select(Commune.code).where(Commune.province_code == settings.province)
-                )
-            )
+        memo[settings.province] = list(
+            session.scalars(select(Commune.code).where(Commune.province_code == settings.province))
         )
     return memo[settings.province]
 
@@ -139,7 +124,13 @@ def _scope_codes(session: Session, settings: Settings) -> list[str] | None:
 def _province_communes(
     session: Session, settings: Settings, column: SQLColumnExpression[Any]
 ) -> ColumnElement[bool]:
-    """``column`` (a commune code) is one of the communes the settings cover."""
+    """``column`` (a commune code) is one of the communes the settings cover.
+
+    By the communes' codes, not ``IN (SELECT code FROM communes WHERE province_code = ...)``:
+    given the subquery, PostgreSQL plans one province's per-commune aggregates inside a
+    national database as a scan of every commune's rows; given the codes, it seeks the
+    province's ranges of the indexes that start with the commune (aggregates, dossiers by
+    commune and time, queue tickets by commune and day)."""
     codes = _scope_codes(session, settings)
     return true() if codes is None else column.in_(codes)
 

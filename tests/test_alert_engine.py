@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.acks import acknowledge, handle_ack_message
 from alerts.engine import CycleResult, due_dossiers_query, evaluate, evaluate_crossings
+from alerts.notifiers import ack_topic_filter
 from alerts.policy import Duration, load_policy
 from control_center.db import make_engine, session_factory
 from control_center.domain.calendar import LOCAL_TZ, load_calendar
@@ -416,6 +417,46 @@ def test_an_ack_from_another_commune_or_for_an_unknown_alert_is_ignored(world: W
     assert world.alerts()[0].state == "open"
     assert ack(f"dvc/v1/08/{COMMUNE}/alerts/ack", alert.alert_id)
     assert world.alerts()[0].state == "acknowledged"
+
+
+def test_in_national_mode_each_provinces_alerts_go_to_its_own_topics(db_url: str) -> None:
+    """CC_SCOPE=national: one engine for the country; a Hồ Chí Minh City commune's alerts go to
+    dvc/v1/79/..., its desk's are acknowledged on 79's topic only."""
+    from tests.national_seed import HCMC_A, seed_country
+
+    world = make_world(db_url, scope="national")
+    seed_country(world.engine)
+    late = local(2026, 11, 20, 17)
+    world.add(
+        dossier(due=late),
+        dossier("HCM-1", due=late, commune_code=HCMC_A, received_commune_code=HCMC_A),
+    )
+    world.cycle(local(2026, 11, 26, 9))
+    topics = {
+        (m.payload["dossier_code"], m.payload["kind"]): m.target
+        for m in world.outbox()
+        if m.payload.get("dossier_code")
+    }
+    assert topics == {
+        (CODE, "overdue"): f"dvc/v1/08/{COMMUNE}/alerts",
+        (CODE, "apology_missing"): f"dvc/v1/08/{COMMUNE}/alerts",
+        (CODE, "overdue_2d"): "dvc/v1/08/province/alerts",
+        ("HCM-1", "overdue"): f"dvc/v1/79/{HCMC_A}/alerts",
+        ("HCM-1", "apology_missing"): f"dvc/v1/79/{HCMC_A}/alerts",
+        ("HCM-1", "overdue_2d"): "dvc/v1/79/province/alerts",
+    }
+    [desk_alert] = world.alerts(dossier_code="HCM-1", kind="overdue_2d")
+    now = local(2026, 11, 26, 9, 5)
+
+    def ack(topic: str) -> bool:
+        payload = f'{{"alert_id": "{desk_alert.alert_id}", "by": "trực ban", "occurred_at": "2026-11-26T09:04:00+07:00"}}'
+        with world.factory() as s, s.begin():
+            return handle_ack_message(s, topic, payload.encode(), None, now).recorded
+
+    assert not ack("dvc/v1/08/province/alerts/ack")  # another province's desk
+    assert ack("dvc/v1/79/province/alerts/ack")
+    assert ack_topic_filter(None) == "dvc/v1/+/+/alerts/ack"
+    world.engine.dispose()
 
 
 # --- commune-wide rules --------------------------------------------------------------------

@@ -276,7 +276,7 @@ def test_one_refresh_reads_each_aggregate_once_with_the_same_answers(sqlite_url:
         shared_count = len(statements)
         statements.clear()
         refresh(session)  # after the block, every aggregate is read again
-        # ... but not whether the database holds other provinces: once per session.
+        # ... but not the province's commune codes: once per session.
         assert len(statements) == separate_count - 1
     engine.dispose()
 

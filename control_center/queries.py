@@ -20,10 +20,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
+    ARRAY,
     ColumnElement,
     SQLColumnExpression,
     String,
     and_,
+    any_,
     case,
     extract,
     false,
@@ -132,7 +134,12 @@ def _province_communes(
     province's ranges of the indexes that start with the commune (aggregates, dossiers by
     commune and time, queue tickets by commune and day)."""
     codes = _scope_codes(session, settings)
-    return true() if codes is None else column.in_(codes)
+    if codes is None:
+        return true()
+    if session.get_bind().dialect.name == "postgresql":
+        # One array parameter, not one placeholder per commune for the driver to render.
+        return column == any_(literal(codes, ARRAY(String())))
+    return column.in_(codes)
 
 
 # --- aggregate readers (one query each, grouped by commune) ----------------------------------

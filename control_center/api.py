@@ -1100,16 +1100,19 @@ def register_api(
     @endpoint
     def period_view() -> Any:
         start, end, period, group = period_args()
+        scoped = province_settings()
         with db.session() as session:
-            figures = periods.period_figures(session, settings, calendar, now(), start, end, group)
+            figures = periods.period_figures(session, scoped, calendar, now(), start, end, group)
         return {"period": period, **figures}
 
     def period_export(fmt: str) -> Response:
         start, end, _period, group = period_args()
+        scoped = province_settings()
         at = now()
         with db.session() as session:
-            figures = periods.period_figures(session, settings, calendar, at, start, end, group)
-        total = {"key": "", "name": f"Toàn tỉnh {start:%d/%m/%Y}-{end:%d/%m/%Y}"}
+            figures = periods.period_figures(session, scoped, calendar, at, start, end, group)
+        whole = "Toàn quốc" if scoped.national else "Toàn tỉnh"
+        total = {"key": "", "name": f"{whole} {start:%d/%m/%Y}-{end:%d/%m/%Y}"}
         rows = [{**total, **figures["total"]}, *figures["rows"]]
         out = exports.spooled()
         exports.write_export(fmt, rows, exports.PERIOD_COLUMNS, out)
@@ -1138,8 +1141,9 @@ def register_api(
     @endpoint
     def ranking_view() -> Any:
         start, end, period, _group = period_args()
+        scoped = province_settings()
         with db.session() as session:
-            result = ranking.commune_ranking(session, settings, calendar, now(), start, end)
+            result = ranking.commune_ranking(session, scoped, calendar, now(), start, end)
         return {"period": period, **result}
 
     @bp.get(f"{API_PREFIX}/openapi.json")

@@ -35,6 +35,7 @@ from layouts import (
     wall,
     wall_overdue,
 )
+from layouts.common import NATIONAL_CONFIG
 from layouts.context import WallContext, system_clock
 from layouts.i18n import lang_from_search, t
 from layouts.map import register_geo_files
@@ -72,6 +73,7 @@ def create_app(
         className="app-root",
     )
     install_security(app, settings, context.db)
+    app.server.config[NATIONAL_CONFIG] = settings.national
     register_geo_files(app.server, settings.config_dir)
     register_router(app, context)
     wall.register(app, context)

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from control_center.domain.calendar import LOCAL_TZ, WorkingCalendar
 from control_center.models import Commune, Dossier
+from control_center.queries import commune_filter, in_scope
 from control_center.settings import Settings
 
 PERIODS = ("today", "week", "month", "quarter", "custom")
@@ -213,9 +214,8 @@ def period_figures(
     start = local_midnight(date_from)
     end = min(now, local_midnight(date_to + timedelta(days=1)))
     key = _key_column(group).label("key")
-    in_province = Dossier.commune_code.in_(
-        select(Commune.code).where(Commune.province_code == settings.province)
-    )
+    # The province's communes, or every commune in national scope.
+    in_province = commune_filter(session, settings, Dossier.commune_code)
     tallies: dict[str, Tally] = defaultdict(Tally)
 
     received = select(
@@ -271,9 +271,7 @@ def period_figures(
     names: dict[str, str] = {}
     if group == "commune":
         names = dict(
-            session.execute(
-                select(Commune.code, Commune.name).where(Commune.province_code == settings.province)
-            ).all()
+            session.execute(select(Commune.code, Commune.name).where(in_scope(settings))).all()
         )
     rows = [
         {"key": k, "name": names.get(k, k), **tallies[k].figures()}

@@ -123,7 +123,7 @@ def _scope_codes(session: Session, settings: Settings) -> list[str] | None:
     return memo[settings.province]
 
 
-def _province_communes(
+def commune_filter(
     session: Session, settings: Settings, column: SQLColumnExpression[Any]
 ) -> ColumnElement[bool]:
     """``column`` (a commune code) is one of the communes the settings cover.
@@ -183,7 +183,7 @@ def _due_counts(
     # overdue and due soon only need the buckets due before ``soon_until`` (a range scan), so
     # neither evaluates CASE expressions over the whole backlog.
     b = CommuneDueBucket
-    in_scope_ = _province_communes(session, settings, b.commune_code)
+    in_scope_ = commune_filter(session, settings, b.commune_code)
     counts: dict[str, dict[str, int]] = {}
     totals = (
         select(b.commune_code, func.sum(b.open_count)).where(in_scope_).group_by(b.commune_code)
@@ -219,7 +219,7 @@ def _daily_counts(
 
     # The 30-day window is one index-only sum; today, yesterday and the day that drops out of
     # yesterday's window are point lookups. prev_window = window - today + that day.
-    in_scope_ = _province_communes(session, settings, d.commune_code)
+    in_scope_ = commune_filter(session, settings, d.commune_code)
     out: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
     window = (
         select(d.commune_code, d.metric, func.sum(d.value))
@@ -259,7 +259,7 @@ def _queue_today(session: Session, settings: Settings, today: date) -> dict[str,
             func.min(case((q.state == "waiting", q.issued_at), else_=None)),
             func.sum(case((and_(has_call, q.issued_at.is_not(None)), 1), else_=0)),
         )
-        .where(q.service_day == today, _province_communes(session, settings, q.commune_code))
+        .where(q.service_day == today, commune_filter(session, settings, q.commune_code))
         .group_by(q.commune_code)
     )
     out: dict[str, dict[str, Any]] = {}
@@ -287,7 +287,7 @@ def _counters_open(session: Session, settings: Settings) -> dict[str, int]:
         select(CounterState.commune_code, func.count())
         .where(
             CounterState.is_open.is_(True),
-            _province_communes(session, settings, CounterState.commune_code),
+            commune_filter(session, settings, CounterState.commune_code),
         )
         .group_by(CounterState.commune_code)
     )
@@ -306,7 +306,7 @@ def _open_alerts_by_commune(session: Session) -> dict[str | None, int]:
 @_shared
 def _feeds(session: Session, settings: Settings) -> dict[str, CentreFeed]:
     rows = session.scalars(
-        select(CentreFeed).where(_province_communes(session, settings, CentreFeed.commune_code))
+        select(CentreFeed).where(commune_filter(session, settings, CentreFeed.commune_code))
     )
     return {f.commune_code: f for f in rows}
 
@@ -359,7 +359,7 @@ def _same_time_yesterday(session: Session, settings: Settings, now: datetime) ->
     cut = now - timedelta(days=1)
     start = local_midnight(local_today(cut))
     d = Dossier
-    in_scope_ = _province_communes(session, settings, d.commune_code)
+    in_scope_ = commune_filter(session, settings, d.commune_code)
     received = select(
         func.count(), func.coalesce(func.sum(case((d.channel == "online", 1), else_=0)), 0)
     ).where(in_scope_, d.received_at >= start, d.received_at < cut)
@@ -460,7 +460,7 @@ def province_summary(
     open_undated = session.scalar(
         select(func.coalesce(func.sum(CommuneDueBucket.open_count), 0)).where(
             CommuneDueBucket.due_minute.is_(None),
-            _province_communes(session, settings, CommuneDueBucket.commune_code),
+            commune_filter(session, settings, CommuneDueBucket.commune_code),
         )
     )
     open_in_time = open_total - overdue - int(open_undated or 0)
@@ -480,7 +480,7 @@ def province_summary(
             QueueTicket.service_day == today,
             QueueTicket.issued_at.is_not(None),
             func.coalesce(QueueTicket.called_at, QueueTicket.started_at).is_not(None),
-            _province_communes(session, settings, QueueTicket.commune_code),
+            commune_filter(session, settings, QueueTicket.commune_code),
         )
     )
 
@@ -1382,7 +1382,7 @@ def _review_conditions(
         # (SQLite's documented way to keep a term off an index) it is a filter applied while
         # the covering due-date index is read in order, and the page stops the scan.
         commune_code = UnaryExpression(commune_code, operator=custom_op("+"), type_=String())
-    conditions.append(_province_communes(session, settings, commune_code))
+    conditions.append(commune_filter(session, settings, commune_code))
     if filters.commune:
         conditions.append(d.commune_code == filters.commune)
     if filters.sector:

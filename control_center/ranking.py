@@ -27,7 +27,8 @@ from sqlalchemy.orm import Session
 
 from control_center import periods
 from control_center.domain.calendar import WorkingCalendar
-from control_center.models import Commune, Dossier, Procedure
+from control_center.models import Dossier, Procedure
+from control_center.queries import commune_filter
 from control_center.settings import Settings
 
 PROGRESS_POINTS = 20.0
@@ -105,9 +106,7 @@ def _online_eligible(
             Procedure.full_online.is_(True),
             Dossier.received_at >= start,
             Dossier.received_at < end,
-            Dossier.commune_code.in_(
-                select(Commune.code).where(Commune.province_code == settings.province)
-            ),
+            commune_filter(session, settings, Dossier.commune_code),
         )
         .group_by(Dossier.commune_code)
     )

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dash import dcc, html
 from dash.development.base_component import Component
+from flask import current_app, has_app_context
 
 from control_center.security.roles import signed_in_user
+from control_center.settings import Settings
 from layouts import ids
 from layouts.i18n import other_lang, t, with_lang
+
+NATIONAL_CONFIG = "CC_NATIONAL"  # app.server.config: the deployment is national (CC_SCOPE)
 
 
 def header(
@@ -67,11 +71,13 @@ NAV_PAGES = (
 
 
 def nav(lang: str, pathname: str, search: str | None) -> html.Nav:
-    """The wall's own pages; the current one is marked, not linked to itself."""
+    """The wall's own pages; the current one is marked, not linked to itself. In a national
+    deployment "/" is the country's wall."""
+    national = has_app_context() and bool(current_app.config.get(NATIONAL_CONFIG))
     return html.Nav(
         [
             dcc.Link(
-                t(key, lang),
+                t("nav_country" if national and key == "nav_wall" else key, lang),
                 href=with_lang(path, lang, search),
                 className="nav-link current" if path == pathname else "nav-link",
             )
@@ -86,6 +92,13 @@ def panel(title: str, body: Component, *, class_name: str = "") -> html.Section:
     return html.Section(
         [html.H2(title, className="panel-title"), body],
         className=f"panel {class_name}".strip(),
+    )
+
+
+def scope_name(settings: Settings, lang: str) -> str:
+    """What a page covers: the province's name, or the country in national scope."""
+    return (
+        t("national_title", lang) if settings.national else province_name(settings.province, lang)
     )
 
 

@@ -17,10 +17,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from control_center import periods, ranking
 from layouts import ids
-from layouts.common import header, panel
+from layouts.common import header, panel, scope_name
 from layouts.context import WallContext
 from layouts.format import MISSING, fmt_clock, fmt_int, fmt_number, fmt_pct
 from layouts.i18n import t, with_lang
+from layouts.scope import page_settings
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +87,13 @@ def layout(context: WallContext, lang: str, pathname: str, search: str | None) -
     now = context.now()
     today = periods.local_day(now)
     date_from, date_to = periods.period_range(period, today)
-    top = header(lang, pathname, search, title=t("ranking_title", lang), clock_id=ids.RANKING_CLOCK)
+    settings = page_settings(context.settings, search)  # national: ?province=, else the country
+    title = f"{t('ranking_title', lang)} · {scope_name(settings, lang)}"
+    top = header(lang, pathname, search, title=title, clock_id=ids.RANKING_CLOCK)
     try:
         with context.db.session() as session:
             result = ranking.commune_ranking(
-                session, context.settings, context.working_calendar(), now, date_from, date_to
+                session, settings, context.working_calendar(), now, date_from, date_to
             )
     except SQLAlchemyError:
         log.exception("ranking: reading the period figures failed")
@@ -102,7 +105,15 @@ def layout(context: WallContext, lang: str, pathname: str, search: str | None) -
         [
             dcc.Link(
                 t(f"ranking_period_{p}", lang),
-                href=with_lang(f"{PATH}?period={p}", lang),
+                href=with_lang(
+                    f"{PATH}?period={p}"
+                    + (
+                        f"&province={settings.province}"
+                        if context.settings.national and not settings.national
+                        else ""
+                    ),
+                    lang,
+                ),
                 className="review-button current" if p == period else "review-button",
             )
             for p in PERIOD_CHOICES

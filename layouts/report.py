@@ -16,11 +16,13 @@ from dash import Dash, Input, Output, html
 from sqlalchemy.exc import SQLAlchemyError
 
 from control_center import periods
+from control_center.national import cached_national_view, cached_province_view
 from layouts import ids
-from layouts.common import province_name
+from layouts.common import scope_name
 from layouts.context import WallContext
 from layouts.format import MISSING, fmt_datetime, fmt_int, fmt_number, fmt_pct
 from layouts.i18n import t, with_lang
+from layouts.scope import page_settings
 
 log = logging.getLogger(__name__)
 
@@ -170,19 +172,27 @@ def layout(context: WallContext, lang: str, pathname: str, search: str | None) -
     now = context.now()
     calendar = context.working_calendar()
     today = periods.local_day(now)
+    settings = page_settings(context.settings, search)  # national: ?province=, else the country
     try:
         with context.db.session() as session:
-            q = context.queries
-            summary = q.province_summary(session, context.settings, calendar, now)
-            communes = q.commune_rows(session, context.settings, calendar, now)
-            day = periods.period_figures(session, context.settings, calendar, now, today, today)
+            if settings.national:  # the country's shared reading, as on its wall
+                view = cached_national_view(session, settings, calendar, now)
+                summary, communes = view["summary"], view["communes_to_watch"]
+            elif context.settings.national:
+                view = cached_province_view(session, settings, calendar, now)
+                summary, communes = view["summary"], view["communes"]
+            else:
+                q = context.queries
+                summary = q.province_summary(session, settings, calendar, now)
+                communes = q.commune_rows(session, settings, calendar, now)
+            day = periods.period_figures(session, settings, calendar, now, today, today)
     except SQLAlchemyError:
         log.exception("daily report: reading the figures failed")
         return html.Div(
             html.P(t("review_error", lang, at=fmt_datetime(now)), className="review-error"),
             className="report-page",
         )
-    province = province_name(context.settings.province, lang)
+    province = scope_name(settings, lang)
     stale = summary.get("data_stale")
     return html.Div(
         [
@@ -193,7 +203,7 @@ def layout(context: WallContext, lang: str, pathname: str, search: str | None) -
                     ),
                     html.A(
                         t("switch_lang", lang),
-                        href=with_lang(PATH, "en" if lang == "vi" else "vi"),
+                        href=with_lang(PATH, "en" if lang == "vi" else "vi", search),
                         className="review-button",
                     ),
                     html.Span(id=ids.REPORT_PRINTED, hidden=True),

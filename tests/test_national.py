@@ -178,6 +178,43 @@ def test_a_provinces_wall_in_the_country_shows_its_own_figures_and_alerts_only(
     engine.dispose()
 
 
+def route(client: FlaskClient, pathname: str, search: str = "") -> str:
+    """The page the router renders for a URL, as the JSON text the browser receives."""
+    body = {
+        "output": "page.children",
+        "outputs": {"id": ids.PAGE, "property": "children"},
+        "inputs": [
+            {"id": ids.URL, "property": "pathname", "value": pathname},
+            {"id": ids.URL, "property": "search", "value": search},
+        ],
+        "changedPropIds": [f"{ids.URL}.pathname"],
+    }
+    response = client.post("/_dash-update-component", json=body)
+    assert response.status_code == 200
+    return json.dumps(response.get_json(), ensure_ascii=False)
+
+
+def test_ranking_periods_and_the_report_cover_the_chosen_province_or_the_country(
+    client: FlaskClient,
+) -> None:
+    hcmc = {c["code"] for c in get(client, f"/api/v1/communes?province={HCMC}")}
+    ranked = get(client, f"/api/v1/ranking?province={HCMC}&period=month")
+    assert {r["code"] for r in ranked["rows"]} == hcmc
+    assert len(get(client, "/api/v1/ranking?period=month")["rows"]) == 3321
+    by_commune = get(client, f"/api/v1/periods?province={HANOI}&group=commune&period=month")
+    assert HANOI_A in {r["key"] for r in by_commune["rows"]}
+    assert not {r["key"] for r in by_commune["rows"]} & hcmc
+    assert client.get("/api/v1/ranking?province=99").status_code == 404
+
+    # The pages say what they cover; "/" in the navigation is the country.
+    country_report = route(client, "/report/daily")
+    assert "Toàn quốc" in country_report
+    assert "Hồ Chí Minh" in route(client, "/report/daily", f"?province={HCMC}")
+    ranking_page = route(client, "/ranking", f"?province={HCMC}")
+    assert "Hồ Chí Minh" in ranking_page and f"province={HCMC}" in ranking_page
+    assert "Toàn tỉnh" not in route(client, "/queue")
+
+
 def test_the_country_lists_every_commune_and_opens_any_of_them(client: FlaskClient) -> None:
     communes = get(client, "/api/v1/communes")
     assert len(communes) == 3321

@@ -132,3 +132,22 @@ def test_running_it_again_keeps_existing_passwords(tmp_path: Path, capsys: Any) 
     assert "new passwords" in capsys.readouterr().out
     assert second[centre_user(HA_GIANG_2)] == first[centre_user(HA_GIANG_2)]
     assert second["centre-02269"] != first["centre-02269"]
+
+
+def test_in_national_mode_every_province_gets_its_desk_and_centres(
+    tmp_path: Path, capsys: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("CC_SCOPE", "national")
+    out = tmp_path / "acl"
+    assert cli_main(["mqtt-acl", "--out", str(out)]) == 0
+    users = read_password_file(out / "passwords")
+    assert "3321 centres, 34 province desk(s)" in capsys.readouterr().out
+    assert len(users) == 3321 + 34 + 2
+    acl = (out / "acl").read_text()
+    assert f"user {COLLECTOR_USER}\ntopic read dvc/v1/+/+/dossier\n" in acl
+    assert f"user {ALERTS_USER}\ntopic read dvc/v1/+/+/alerts/ack\n" in acl
+    assert "user province-desk-79\ntopic read dvc/v1/79/province/alerts\n" in acl
+    # A centre writes under its own province and commune only.
+    assert f"user {centre_user(THUONG_LAM)}\ntopic read dvc/v1/08/{THUONG_LAM}/alerts\n" in acl
+    desks_and_centres = acl.split("user province-desk-01\n", 1)[1]
+    assert "dvc/v1/+" not in desks_and_centres  # only the two services read every province

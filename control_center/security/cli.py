@@ -189,13 +189,28 @@ def cmd_kiosk(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_mqtt_acl(settings: Settings, args: argparse.Namespace) -> int:
-    from control_center.reference import province_communes
-    from control_center.security.mqtt_acl import MOSQUITTO_SNIPPET, write_broker_files
+    from control_center.reference import province_codes, province_communes
+    from control_center.security.mqtt_acl import (
+        MOSQUITTO_SNIPPET,
+        national_grants,
+        write_broker_files,
+    )
 
-    communes = [c.code for c in province_communes(settings.province)]
     out = Path(args.out)
-    created = write_broker_files(out, settings.province, communes, reset=args.reset or ())
-    print(f"wrote {out / 'passwords'} and {out / 'acl'}: {len(communes)} centres + 3 services")
+    if settings.national:  # every province's centres and desks
+        provinces = {p: [c.code for c in province_communes(p)] for p in province_codes()}
+        communes = [c for codes in provinces.values() for c in codes]
+        created = write_broker_files(
+            out, "national", communes, reset=args.reset or (), grants_=national_grants(provinces)
+        )
+    else:
+        communes = [c.code for c in province_communes(settings.province)]
+        created = write_broker_files(out, settings.province, communes, reset=args.reset or ())
+    desks = len(province_codes()) if settings.national else 1
+    print(
+        f"wrote {out / 'passwords'} and {out / 'acl'}: {len(communes)} centres, "
+        f"{desks} province desk(s), 2 services"
+    )
     if created:
         print("new passwords (shown once; hand each to its centre or service):")
         for user, password in created.items():

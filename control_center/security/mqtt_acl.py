@@ -19,7 +19,7 @@ import base64
 import hashlib
 import os
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,9 +59,9 @@ class Grant:
     write: tuple[str, ...] = ()
 
 
-def grants(province: str, communes: Iterable[str]) -> list[Grant]:
-    base = f"dvc/v1/{province}"
-    out = [
+def _services(base: str) -> list[Grant]:
+    """The collector, the alert engine: ``base`` is one province's topics, or every one's."""
+    return [
         Grant(
             COLLECTOR_USER,
             read=(f"{base}/+/dossier", f"{base}/+/queue", f"{base}/+/status"),
@@ -71,11 +71,17 @@ def grants(province: str, communes: Iterable[str]) -> list[Grant]:
             read=(f"{base}/+/alerts/ack",),
             write=(f"{base}/+/alerts",),
         ),
+    ]
+
+
+def _province(base: str, desk_user: str, communes: Iterable[str]) -> list[Grant]:
+    """A province's desk and each of its centres, kept to their own topics."""
+    out = [
         Grant(
-            PROVINCE_DESK_USER,
+            desk_user,
             read=(f"{base}/province/alerts",),
             write=(f"{base}/province/alerts/ack",),
-        ),
+        )
     ]
     for code in sorted(communes):
         own = f"{base}/{code}"
@@ -86,6 +92,20 @@ def grants(province: str, communes: Iterable[str]) -> list[Grant]:
                 write=(f"{own}/dossier", f"{own}/queue", f"{own}/status", f"{own}/alerts/ack"),
             )
         )
+    return out
+
+
+def grants(province: str, communes: Iterable[str]) -> list[Grant]:
+    base = f"dvc/v1/{province}"
+    return _services(base) + _province(base, PROVINCE_DESK_USER, communes)
+
+
+def national_grants(provinces: Mapping[str, Iterable[str]]) -> list[Grant]:
+    """``CC_SCOPE=national``: the services read and write every province's topics; each
+    province has its own desk user (``province-desk-79``), each centre its own topics."""
+    out = _services("dvc/v1/+")
+    for code in sorted(provinces):
+        out += _province(f"dvc/v1/{code}", f"{PROVINCE_DESK_USER}-{code}", provinces[code])
     return out
 
 
@@ -117,15 +137,22 @@ def read_password_file(path: Path) -> dict[str, str]:
 
 
 def write_broker_files(
-    out_dir: Path, province: str, communes: Iterable[str], *, reset: Iterable[str] = ()
+    out_dir: Path,
+    province: str,
+    communes: Iterable[str],
+    *,
+    reset: Iterable[str] = (),
+    grants_: Sequence[Grant] | None = None,
 ) -> dict[str, str]:
-    """Write ``passwords`` and ``acl`` in ``out_dir``; the new passwords, by user.
+    """Write ``passwords`` and ``acl`` in ``out_dir``; the new passwords, by user. ``grants_``
+    replaces the province's (``national_grants`` for the country; ``province`` then labels).
 
     Both files are written mode 0600 through a temporary file and a rename, so a broker
     reloading (SIGHUP) never reads half a file.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    grants_ = grants(province, communes)
+    if grants_ is None:
+        grants_ = grants(province, communes)
     password_file = out_dir / "passwords"
     existing = read_password_file(password_file)
     resets = set(reset)

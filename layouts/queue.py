@@ -16,7 +16,7 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 from sqlalchemy.exc import SQLAlchemyError
 
 from layouts import ids
-from layouts.common import header, province_name
+from layouts.common import header, scope_name
 from layouts.context import WallContext
 from layouts.format import fmt_clock, fmt_int, fmt_minutes
 from layouts.i18n import lang_from_search, t, with_lang
@@ -176,7 +176,7 @@ def layout(
                 lang,
                 pathname,
                 search,
-                title=f"{t('queue_page_title', lang)} · {province_name(ctx_.settings.province, lang)}",
+                title=f"{t('queue_page_title', lang)} · {scope_name(ctx_.settings, lang)}",
                 clock_id=ids.QUEUE_CLOCK,
                 extra=[html.Div(id=ids.QUEUE_DATA_AS_OF, className="data-as-of")],
                 show_nav=not kiosk,

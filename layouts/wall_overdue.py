@@ -17,7 +17,7 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 from sqlalchemy.exc import SQLAlchemyError
 
 from layouts import ids
-from layouts.common import header, province_name
+from layouts.common import header, scope_name
 from layouts.context import WallContext
 from layouts.format import fmt_clock, fmt_datetime, fmt_int, fmt_number
 from layouts.i18n import lang_from_search, t
@@ -119,7 +119,7 @@ def layout(
                 lang,
                 pathname,
                 search,
-                title=f"{t('overdue_page_title', lang)} · {province_name(ctx_.settings.province, lang)}",
+                title=f"{t('overdue_page_title', lang)} · {scope_name(ctx_.settings, lang)}",
                 clock_id=ids.OVERDUE_WALL_CLOCK,
                 show_nav=not kiosk,
             ),

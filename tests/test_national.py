@@ -212,7 +212,9 @@ def test_ranking_periods_and_the_report_cover_the_chosen_province_or_the_country
     assert "Hồ Chí Minh" in route(client, "/report/daily", f"?province={HCMC}")
     ranking_page = route(client, "/ranking", f"?province={HCMC}")
     assert "Hồ Chí Minh" in ranking_page and f"province={HCMC}" in ranking_page
-    assert "Toàn tỉnh" not in route(client, "/queue")
+    queue_page = route(client, "/queue")
+    assert "Toàn tỉnh" not in queue_page and "Tuyên Quang" not in queue_page
+    assert "Tuyên Quang" not in route(client, "/wall/overdue")
 
 
 def test_the_country_lists_every_commune_and_opens_any_of_them(client: FlaskClient) -> None:

@@ -88,7 +88,9 @@ def layout(context: WallContext, lang: str, pathname: str, search: str | None) -
     today = periods.local_day(now)
     date_from, date_to = periods.period_range(period, today)
     settings = page_settings(context.settings, search)  # national: ?province=, else the country
-    title = f"{t('ranking_title', lang)} · {scope_name(settings, lang)}"
+    title = t("ranking_title", lang)
+    if context.settings.national:  # which part of the country, first: long titles are cut
+        title = f"{scope_name(settings, lang)} · {title}"
     top = header(lang, pathname, search, title=title, clock_id=ids.RANKING_CLOCK)
     try:
         with context.db.session() as session:

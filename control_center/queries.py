@@ -153,7 +153,11 @@ def shared_reads(session: Session) -> Iterator[Session]:
     """Inside the block, a repeated aggregate read with the same arguments is answered from the
     first one: a wall refresh asks for the province summary and the commune rows, which read the
     same aggregates at the same ``now``. For read-only blocks only; scoped to one session (one
-    request), so nothing outlives it and no worker keeps state."""
+    request), so nothing outlives it and no worker keeps state. A block inside another (a
+    province's shared reading computed inside the wall's refresh) shares the outer one's."""
+    if _SHARED_READS in session.info:
+        yield session
+        return
     session.info[_SHARED_READS] = {}
     try:
         yield session

@@ -278,6 +278,13 @@ def test_one_refresh_reads_each_aggregate_once_with_the_same_answers(sqlite_url:
         refresh(session)  # after the block, every aggregate is read again
         # ... but not the province's commune codes: once per session.
         assert len(statements) == separate_count - 1
+        # A block inside another shares the outer one's reads and leaves them to it.
+        with queries.shared_reads(session):
+            with queries.shared_reads(session):
+                refresh(session)
+            statements.clear()
+            refresh(session)
+            assert len(statements) <= shared_count - 4
     engine.dispose()
 
     assert shared == separate

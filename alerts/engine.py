@@ -625,34 +625,30 @@ def _at_risk(
     return out
 
 
-class _CommuneProvinces:
-    """Whose topics an alert goes to: the province's, or in national mode (``CC_SCOPE``) the
-    province of the alert's commune, read once per cycle when first needed."""
-
-    def __init__(self, session: Session, settings: Settings) -> None:
-        self._session, self._settings = session, settings
-        self._provinces: dict[str, str] | None = None
-
-    def of(self, commune_code: str | None) -> str:
-        if not self._settings.national or not commune_code:
-            return self._settings.province
-        if self._provinces is None:
-            rows = self._session.execute(select(Commune.code, Commune.province_code)).all()
-            self._provinces = {code: province for code, province in rows}
-        return self._provinces.get(commune_code, self._settings.province)
-
-
 class _CommuneNames:
-    """Commune names for messages, read once per cycle and only when a message needs one."""
+    """Commune names for messages and, in national mode (``CC_SCOPE``), their provinces for
+    topics: read once per cycle and only when a message first needs one."""
 
     def __init__(self, session: Session) -> None:
         self._session = session
-        self._names: dict[str, str] | None = None
+        self._rows: dict[str, tuple[str, str]] | None = None
+
+    def _read(self) -> dict[str, tuple[str, str]]:
+        if self._rows is None:
+            rows = self._session.execute(select(Commune.code, Commune.name, Commune.province_code))
+            self._rows = {code: (name, province) for code, name, province in rows}
+        return self._rows
 
     def get(self, code: str) -> str | None:
-        if self._names is None:
-            self._names = dict(self._session.execute(select(Commune.code, Commune.name)).all())
-        return self._names.get(code)
+        found = self._read().get(code)
+        return found[0] if found else None
+
+    def province(self, settings: Settings, code: str | None) -> str:
+        """Whose topics: the province's, or in national mode the commune's province."""
+        if not settings.national or not code:
+            return settings.province
+        found = self._read().get(code)
+        return found[1] if found else settings.province
 
 
 def _working_before(calendar: WorkingCalendar, now: datetime, seconds: float) -> datetime:
@@ -810,7 +806,7 @@ class _Notifications:
         self.written = 0
         self.digests: dict[tuple[str, str, int], _DigestPart] = defaultdict(_DigestPart)
         self.province_desk: dict[str, _DigestPart] = defaultdict(_DigestPart)
-        self.provinces = _CommuneProvinces(session, settings)
+        self.communes = _CommuneNames(session)
 
     def announce(self, alerts: Iterable[Alert]) -> None:
         """Province-level alerts go to the province topic one by one, unless their commune has
@@ -820,7 +816,7 @@ class _Notifications:
         centre can act on it and acknowledge it by ``alert_id``. The wall, the alerts page and
         the API list every alert."""
         for alert in alerts:
-            province = self.provinces.of(alert.commune_code)
+            province = self.communes.province(self.settings, alert.commune_code)
             level = self.policy.level(alert.level)
             not_before = level.quiet_until(self.now) or self.now
             commune = alert.commune_code or ""
@@ -864,20 +860,21 @@ class _Notifications:
                 if channel == WEBHOOK
                 else ", ".join(level.email_to)
             )
-            payload = _digest(self.provinces.of(commune), commune, level_no, part, now)
+            payload = _digest(
+                self.communes.province(settings, commune), commune, level_no, part, now
+            )
             self.rows.append(
                 _outbox_row(None, channel, target, payload, now, level.quiet_until(now) or now)
             )
         if self.province_desk:
             not_before = self.policy.level(LEVEL_PROVINCE).quiet_until(now) or now
-            names = _CommuneNames(self.session)
             for commune, part in sorted(self.province_desk.items()):
-                province = self.provinces.of(commune)
+                province = self.communes.province(settings, commune)
                 topic = alert_topic(province, LEVEL_PROVINCE, None)
                 payload = province_digest(
                     province,
                     commune,
-                    names.get(commune),
+                    self.communes.get(commune),
                     part,
                     alert_topic(province, 1, commune),
                     now,

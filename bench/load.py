@@ -68,6 +68,7 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 from bench.scratch_db import scratch_postgres  # noqa: E402
 from control_center import models as m  # noqa: E402
+from control_center.cli import gunicorn_command  # noqa: E402
 from control_center.db import make_engine  # noqa: E402
 from layouts import ids  # noqa: E402
 
@@ -187,14 +188,7 @@ def gunicorn(url: str, secret_key: str, workers: int | None, threads: int | None
     log_path = Path(tempfile.mkdtemp(prefix="cc-load-gunicorn-")) / "gunicorn.log"
     log = log_path.open("wb")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--config",
-            "python:control_center.gunicorn_conf",
-            "control_center.wsgi:server",
-        ],
+        gunicorn_command(),
         cwd=REPO,
         env=env,
         stdout=log,

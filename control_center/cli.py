@@ -113,6 +113,18 @@ def cmd_db_prune(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def gunicorn_command() -> list[str]:
+    """The web server exactly as the Procfile runs it: gunicorn with our config module."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:control_center.gunicorn_conf",
+        "control_center.wsgi:server",
+    ]
+
+
 def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
     if settings.auth_required and settings.secret_key is None:
         # Say it once here rather than as a traceback from every gunicorn worker.
@@ -128,15 +140,7 @@ def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
     os.environ["CC_WEB_PORT"] = str(settings.web_port)
     if args.workers:
         os.environ["CC_WEB_WORKERS"] = str(args.workers)
-    argv = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--config",
-        "python:control_center.gunicorn_conf",
-        "control_center.wsgi:server",
-    ]
-    os.execv(sys.executable, argv)
+    os.execv(sys.executable, gunicorn_command())
     return 0  # pragma: no cover - execv does not return
 
 

@@ -67,6 +67,7 @@ from sqlalchemy.engine import Engine  # noqa: E402
 from alerts.engine import evaluate  # noqa: E402
 from alerts.policy import load_policy  # noqa: E402
 from bench.scratch_db import scratch_postgres  # noqa: E402
+from collectors.ingest import recount_commune_backlog  # noqa: E402
 from control_center import models as m  # noqa: E402
 from control_center.db import make_engine, session_factory  # noqa: E402
 from control_center.domain.calendar import LOCAL_TZ, WorkingCalendar  # noqa: E402
@@ -223,6 +224,7 @@ def build_province(engine: Engine, calendar: WorkingCalendar, n: int, seed: int 
                 for (c, d), k in buckets.items()
             ],
         )
+        recount_commune_backlog(conn)
         # Each centre finished ~1/15 of its backlog per working day over the last two weeks.
         per_day = max(1, n // len(communes) // 15)
         daily = []

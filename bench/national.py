@@ -67,6 +67,7 @@ from bench.wall import (  # noqa: E402
     post,
     seed_live_state,
 )
+from collectors.ingest import recount_commune_backlog  # noqa: E402
 from control_center import models as m  # noqa: E402
 from control_center.app import create_app  # noqa: E402
 from control_center.db import make_engine  # noqa: E402
@@ -242,7 +243,8 @@ def insert_dossiers(engine: Engine, n_dossiers: int, seed: int) -> None:
 
 
 def rebuild_aggregates(engine: Engine) -> None:
-    """``commune_due_buckets`` and ``commune_daily`` from the dossiers table, in SQL.
+    """``commune_due_buckets`` (and ``commune_backlog``) and ``commune_daily`` from the
+    dossiers table, in SQL.
 
     The equivalent of summing ``domain.dossier.due_bucket_key`` and ``daily_contributions``
     over every dossier, which is what the collector keeps up to date event by event: a
@@ -294,6 +296,7 @@ def rebuild_aggregates(engine: Engine) -> None:
                 f"GROUP BY {', '.join(group)}"
             )
         )
+        recount_commune_backlog(conn)
         conn.execute(
             text(
                 "INSERT INTO commune_daily (commune_code, day, metric, value) "

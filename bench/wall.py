@@ -11,9 +11,9 @@ What it does:
    dropped afterwards) with the schema, the 124 communes of Tuyên Quang and the procedure
    catalogue; then N dossiers synthesised directly (one year of receipts, the last weeks still
    open, a few percent overdue) and, from the same rows, the aggregates the collector maintains
-   (``commune_due_buckets``, ``commune_daily``), plus one centre feed per commune, today's
-   queue tickets and counters, open alerts and a fresh collector heartbeat. Bulk inserts: a
-   million dossiers take about a minute on SQLite.
+   (``commune_due_buckets``, ``commune_backlog``, ``commune_daily``), plus one centre feed per
+   commune, today's queue tickets and counters, open alerts and a fresh collector heartbeat.
+   Bulk inserts: a million dossiers take about a minute on SQLite.
 2. **Refresh.** The wall's periodic callback exactly as a browser sends it every tick
    (``POST /_dash-update-component``: interval tick, measure, ``?search``, the map's
    ``(measure, lang)`` store), through the Flask test client, so the time is the server's
@@ -58,6 +58,7 @@ from sqlalchemy import Engine, insert, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from bench.scratch_db import scratch_postgres  # noqa: E402
+from collectors.ingest import recount_commune_backlog  # noqa: E402
 from control_center import models as m  # noqa: E402
 from control_center.app import create_app  # noqa: E402
 from control_center.db import make_engine  # noqa: E402
@@ -216,6 +217,7 @@ def synthesise(engine: Engine, n_dossiers: int, seed: int = 766) -> dict[str, An
                 for (c, due), n in buckets.items()
             ],
         )
+        recount_commune_backlog(conn)
         conn.execute(
             insert(m.CommuneDaily),
             [

@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Connection,
     CursorResult,
     Date,
     DateTime,
@@ -39,6 +40,7 @@ from sqlalchemy import (
     case,
     cast,
     column,
+    delete,
     func,
     insert,
     select,
@@ -902,6 +904,17 @@ class Ingestor:
         self._add_counts(
             session, table, dated, ["commune_code", "due_minute", "paused"], "open_count"
         )
+        # The commune's backlog total moves with its buckets, in the same transaction.
+        totals: Counter[str] = Counter()
+        for c, _, _, n in rows:
+            totals[c] += n
+        self._add_counts(
+            session,
+            m.CommuneBacklog.__table__,
+            [{"commune_code": c, "open_count": n} for c, n in sorted(totals.items()) if n],
+            ["commune_code"],
+            "open_count",
+        )
         # A unique index treats NULLs as distinct, so ON CONFLICT never fires for the
         # no-due-date bucket: update it in place, insert it the first time.
         for c, due, paused, n in rows:
@@ -1176,6 +1189,22 @@ class Ingestor:
         if dead:
             log.info("orphan dossiers dead-lettered", extra={"count": len(dead)})
         return len(dead)
+
+
+def recount_commune_backlog(conn: Connection) -> None:
+    """Rebuild ``commune_backlog`` from ``commune_due_buckets``: for data written into the
+    buckets other than by the collector (seeds, benchmarks, a repair by hand)."""
+    backlog = m.CommuneBacklog.__table__
+    buckets = m.CommuneDueBucket.__table__
+    conn.execute(delete(backlog))
+    conn.execute(
+        insert(backlog).from_select(
+            ["commune_code", "open_count"],
+            select(buckets.c.commune_code, func.sum(buckets.c.open_count)).group_by(
+                buckets.c.commune_code
+            ),
+        )
+    )
 
 
 def dead_letter_row(

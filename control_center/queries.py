@@ -46,6 +46,7 @@ from control_center.models import (
     Alert,
     CentreFeed,
     Commune,
+    CommuneBacklog,
     CommuneDaily,
     CommuneDueBucket,
     CounterState,
@@ -183,14 +184,13 @@ def _shared(read: Callable[..., _T]) -> Callable[..., _T]:
 def _due_counts(
     session: Session, settings: Settings, now: datetime, soon_until: datetime
 ) -> dict[str, dict[str, int]]:
-    # Two statements beat one: the backlog total is an index-only sum over every bucket, while
-    # overdue and due soon only need the buckets due before ``soon_until`` (a range scan), so
-    # neither evaluates CASE expressions over the whole backlog.
+    # The backlog total is one row per commune (kept by the collector with the buckets);
+    # overdue and due soon only need the buckets due before ``soon_until`` (a range scan).
     b = CommuneDueBucket
     in_scope_ = commune_filter(session, settings, b.commune_code)
     counts: dict[str, dict[str, int]] = {}
-    totals = (
-        select(b.commune_code, func.sum(b.open_count)).where(in_scope_).group_by(b.commune_code)
+    totals = select(CommuneBacklog.commune_code, CommuneBacklog.open_count).where(
+        commune_filter(session, settings, CommuneBacklog.commune_code)
     )
     for code, total in session.execute(totals):
         counts[code] = {"open": int(total or 0), "overdue": 0, "due_soon": 0}
@@ -211,41 +211,59 @@ def _due_counts(
     return counts
 
 
+# The metrics rates are computed from over a 30-day window (on-time, online, the 766 score).
+WINDOW_METRICS = (
+    "received",
+    "received_online",
+    "finished_early",
+    "finished_on_time",
+    "finished_overdue",
+)
+
+
 @_shared
 def _daily_counts(
     session: Session, settings: Settings, today: date
 ) -> dict[str, dict[str, dict[str, int]]]:
-    """{commune: {metric: {today, yesterday, window, prev_window}}} from commune_daily."""
+    """{commune: {metric: {today, yesterday, window, prev_window}}} from commune_daily.
+
+    ``window`` is the 30 days ending today and ``prev_window`` the 30 days ending yesterday,
+    for :data:`WINDOW_METRICS` (0 for the other metrics, which are read by the day)."""
     d = CommuneDaily
     yesterday = today - timedelta(days=1)
     window_start = today - timedelta(days=RATE_WINDOW_DAYS - 1)
     prev_start = window_start - timedelta(days=1)
-
-    # The 30-day window is one index-only sum; today, yesterday and the day that drops out of
-    # yesterday's window are point lookups. prev_window = window - today + that day.
     in_scope_ = commune_filter(session, settings, d.commune_code)
     out: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
+
+    def spans(code: str, metric: str) -> dict[str, int]:
+        return out[code].setdefault(
+            metric, {"today": 0, "yesterday": 0, "window": 0, "prev_window": 0}
+        )
+
+    # The window: one index range per commune and metric (ix_commune_daily_window), read in
+    # GROUP BY order. Today, yesterday and the day that drops out of yesterday's window are
+    # point lookups: prev_window = window - today + that day.
     window = (
         select(d.commune_code, d.metric, func.sum(d.value))
-        .where(d.day >= window_start, in_scope_)
+        .where(in_scope_, d.metric.in_(WINDOW_METRICS), d.day >= window_start)
         .group_by(d.commune_code, d.metric)
     )
     for code, metric, total in session.execute(window):
-        total = int(total or 0)
-        out[code][metric] = {"today": 0, "yesterday": 0, "window": total, "prev_window": total}
+        row = spans(code, metric)
+        row["window"] = row["prev_window"] = int(total or 0)
     points = select(d.commune_code, d.metric, d.day, d.value).where(
         d.day.in_([today, yesterday, prev_start]), in_scope_
     )
     for code, metric, day, value in session.execute(points):
-        row = out[code].setdefault(
-            metric, {"today": 0, "yesterday": 0, "window": 0, "prev_window": 0}
-        )
+        row = spans(code, metric)
         if day == today:
             row["today"] = int(value)
-            row["prev_window"] -= int(value)
+            if metric in WINDOW_METRICS:
+                row["prev_window"] -= int(value)
         elif day == yesterday:
             row["yesterday"] = int(value)
-        else:  # prev_start: in yesterday's window only
+        elif metric in WINDOW_METRICS:  # prev_start: in yesterday's window only
             row["prev_window"] += int(value)
     return out
 
@@ -479,14 +497,10 @@ def province_summary(
 
     queue = _queue_today(session, settings, today)
     waiting = sum(q["waiting"] for q in queue.values())
-    avg_wait = session.scalar(
-        select(func.avg(_wait_seconds(session))).where(
-            QueueTicket.service_day == today,
-            QueueTicket.issued_at.is_not(None),
-            func.coalesce(QueueTicket.called_at, QueueTicket.started_at).is_not(None),
-            commune_filter(session, settings, QueueTicket.commune_code),
-        )
-    )
+    # The province's mean wait: each commune's mean weighed by the tickets behind it.
+    waited = sum(q["waited"] for q in queue.values() if q["avg_wait_s"] is not None)
+    wait_total = sum(q["avg_wait_s"] * q["waited"] for q in queue.values() if q["avg_wait_s"])
+    avg_wait = wait_total / waited if waited else None
 
     centres_total = int(
         session.scalar(select(func.count()).select_from(Commune).where(in_scope(settings))) or 0
@@ -537,7 +551,7 @@ def province_summary(
         "online_rate": _online_rate(daily, "window"),
         "progress_score": progress_score,
         "queue_waiting": waiting,
-        "avg_wait_minutes": _minutes(None if avg_wait is None else float(avg_wait)),
+        "avg_wait_minutes": _minutes(avg_wait),
         "centres_online": states.count(feeds.LIVE),
         "centres_stale": states.count(feeds.STALE),
         "centres_offline": states.count(feeds.OFFLINE),

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import Engine
 
+from collectors.ingest import recount_commune_backlog
 from control_center.db import session_factory
 from control_center.domain.calendar import LOCAL_TZ
 from control_center.migrate import upgrade_schema
@@ -56,6 +57,8 @@ def seed_country(engine: Engine, *, collector_beat_age_s: float = 5.0) -> None:
                     open_count=n,
                 )
             )
+        session.flush()
+        recount_commune_backlog(session.connection())
         for k, code in enumerate(c for pair in SEEDED.values() for c in pair):
             received, online, on_time, late = 10 + 7 * k, 8 + 6 * k, 5 + k, k % 3
             for metric, value in [

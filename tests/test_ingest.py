@@ -167,6 +167,12 @@ def assert_aggregates_consistent(engine: Engine) -> None:
     expected_buckets, expected_daily = recomputed_aggregates(engine)
     assert stored_buckets == expected_buckets
     assert stored_daily == expected_daily
+    # The wall's backlog total per commune moves with the buckets.
+    expected_backlog: Counter[str] = Counter()
+    for (commune, _, _), n in expected_buckets.items():
+        expected_backlog[commune] += n
+    stored_backlog = {r["commune_code"]: r["open_count"] for r in rows(engine, m.CommuneBacklog)}
+    assert {c: n for c, n in stored_backlog.items() if n} == dict(expected_backlog)
 
 
 # --- happy path ----------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from alerts import levels
+from collectors.ingest import recount_commune_backlog
 from control_center import queries
 from control_center.db import make_engine, session_factory
 from control_center.domain.calendar import LOCAL_TZ, WorkingCalendar, load_calendar
@@ -188,6 +189,8 @@ class World:
             )
         for (commune, day, metric), n in self.daily.items():
             self.session.add(CommuneDaily(commune_code=commune, day=day, metric=metric, value=n))
+        self.session.flush()
+        recount_commune_backlog(self.session.connection())
         self.buckets.clear()
         self.daily.clear()
         # Alerts added by hand: keep the dossiers' stored level as the alert engine would.

@@ -21,6 +21,7 @@ from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy.orm import Session
 
+from collectors.ingest import recount_commune_backlog
 from control_center import queries, reference
 from control_center.app import create_app
 from control_center.db import make_engine
@@ -176,6 +177,8 @@ class Province:
                     open_count=count,
                 )
             )
+            session.flush()
+            recount_commune_backlog(session.connection())
 
 
 @pytest.fixture

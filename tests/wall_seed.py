@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
+from collectors.ingest import recount_commune_backlog
 from control_center.db import session_factory
 from control_center.domain.calendar import LOCAL_TZ
 from control_center.migrate import upgrade_schema
@@ -52,6 +53,8 @@ def seed_province(engine: Engine, *, collector_beat_age_s: float = 5.0) -> None:
                     commune_code=code, due_minute=due.replace(second=0, microsecond=0), open_count=n
                 )
             )
+        session.flush()
+        recount_commune_backlog(session.connection())
         for code, received, online, returned in [
             (THUONG_LAM, 30, 27, 12),
             (HA_GIANG_2, 55, 50, 31),

@@ -1194,15 +1194,12 @@ class Ingestor:
 def recount_commune_backlog(conn: Connection) -> None:
     """Rebuild ``commune_backlog`` from ``commune_due_buckets``: for data written into the
     buckets other than by the collector (seeds, benchmarks, a repair by hand)."""
-    backlog = m.CommuneBacklog.__table__
-    buckets = m.CommuneDueBucket.__table__
-    conn.execute(delete(backlog))
+    b = m.CommuneDueBucket
+    conn.execute(delete(m.CommuneBacklog))
     conn.execute(
-        insert(backlog).from_select(
+        insert(m.CommuneBacklog).from_select(
             ["commune_code", "open_count"],
-            select(buckets.c.commune_code, func.sum(buckets.c.open_count)).group_by(
-                buckets.c.commune_code
-            ),
+            select(b.commune_code, func.sum(b.open_count)).group_by(b.commune_code),
         )
     )
 

@@ -4,10 +4,11 @@ the models (so a model change without a regenerated migration fails here, not in
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, insert, inspect, select
 
 from control_center.db import make_engine, session_factory
 from control_center.migrate import (
@@ -18,7 +19,7 @@ from control_center.migrate import (
     model_drift,
     upgrade_schema,
 )
-from control_center.models import Base, Commune
+from control_center.models import Base, Commune, CommuneBacklog, CommuneDueBucket
 
 
 @pytest.fixture
@@ -87,3 +88,25 @@ def test_drift_is_detected_when_the_schema_differs(engine: Engine) -> None:
         conn.exec_driver_sql("DROP INDEX ix_dossiers_open_due")
     drift = model_drift(engine)
     assert any(d[0] == "add_index" and d[1].name == "ix_dossiers_open_due" for d in drift)
+
+
+def test_upgrade_to_0003_fills_the_backlog_from_existing_buckets(engine: Engine) -> None:
+    """A province upgraded in place keeps its wall: the backlog per commune is counted from the
+    due buckets the collector kept before ``commune_backlog`` existed."""
+    upgrade_schema(engine, "0002_paused_in_review_indexes")
+    due = datetime(2026, 11, 30, 1, 0, tzinfo=UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(CommuneDueBucket),
+            [
+                {"commune_code": "02269", "due_minute": due, "paused": False, "open_count": 3},
+                {"commune_code": "02269", "due_minute": None, "paused": False, "open_count": 2},
+                {"commune_code": "02269", "due_minute": due, "paused": True, "open_count": 1},
+                {"commune_code": "02272", "due_minute": due, "paused": False, "open_count": 4},
+            ],
+        )
+    upgrade_schema(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(select(CommuneBacklog.commune_code, CommuneBacklog.open_count))
+        backlog = {code: n for code, n in rows}
+    assert backlog == {"02269": 6, "02272": 4}

@@ -1,8 +1,10 @@
 """Lists to Excel (.xlsx) and CSV for leaders who take the figures into their own reports.
 
 - xlsx: Vietnamese headers, real dates (local time, what the officer reads on the slip) and
-  number formats, a frozen header row, auto-filter. openpyxl's write-only mode streams rows to
-  the file, so a 50,000-row export does not build a workbook in memory.
+  number formats, a frozen header row, auto-filter. XlsxWriter's constant-memory mode streams
+  rows to a temporary file, so a 50,000-row export does not build a workbook in memory (and
+  writes it faster than openpyxl's write-only mode did: docs/performance.md).
+  Strings stay strings: a field starting with "=" is never turned into a formula.
 - CSV: UTF-8 with a byte-order mark, which is how Excel recognises UTF-8 and shows
   "Đăng ký khai sinh" rather than mojibake; dates as ``dd/mm/yyyy HH:MM`` local time.
 
@@ -14,17 +16,18 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import IO, Any
 
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Alignment, Font, PatternFill
-from openpyxl.utils import get_column_letter
+import xlsxwriter
 from sqlalchemy.orm import Session
+from xlsxwriter.format import Format
+from xlsxwriter.worksheet import Worksheet
 
 from control_center import queries
 from control_center.domain.calendar import LOCAL_TZ, WorkingCalendar
@@ -102,19 +105,38 @@ def _local_naive(value: datetime) -> datetime:
     return value.astimezone(LOCAL_TZ).replace(tzinfo=None)
 
 
+def _as_local(value: Any) -> Any:
+    return _local_naive(value) if isinstance(value, datetime) else value
+
+
+def _yes_no(value: Any) -> str:
+    return "Có" if value else "Không"
+
+
+def _channel(value: Any) -> Any:
+    return CHANNEL_LABELS.get(value, value)
+
+
+def _outcome(value: Any) -> Any:
+    return OUTCOME_LABELS.get(value, value)
+
+
+# How a column's (not None) value becomes a cell's: one function per kind, looked up once per
+# column rather than tested for every cell.
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "datetime": _as_local,
+    "bool": _yes_no,
+    "channel": _channel,
+    "outcome": _outcome,
+}
+
+
 def cell_value(column: Column, value: Any) -> Any:
     """The value as it goes into a spreadsheet cell (typed: numbers stay numbers)."""
     if value is None:
         return None
-    if column.kind == "datetime" and isinstance(value, datetime):
-        return _local_naive(value)
-    if column.kind == "bool":
-        return "Có" if value else "Không"
-    if column.kind == "channel":
-        return CHANNEL_LABELS.get(value, value)
-    if column.kind == "outcome":
-        return OUTCOME_LABELS.get(value, value)
-    return value
+    convert = _CONVERTERS.get(column.kind)
+    return value if convert is None else convert(value)
 
 
 def csv_value(column: Column, value: Any) -> str:
@@ -137,6 +159,39 @@ _NUMBER_FORMATS = {
     "number": "0.00",
     "percent": "0.0%",
 }
+_HEADER_FORMAT = {
+    "bold": True,
+    "font_color": "#FFFFFF",
+    "bg_color": "#1F4E78",
+    "pattern": 1,  # solid fill
+    "text_wrap": True,
+    "valign": "vcenter",
+}
+# XlsxWriter takes the width Excel shows and stores it plus 5 pixels (of 7 per character):
+# passing ``width - 5/7`` stores ``width``, as the openpyxl writer did.
+_WIDTH_PADDING = 5 / 7 - 1e-9
+_INVALID_SHEET_CHARS = re.compile(r"[\[\]:*?/\\]")  # not allowed in a sheet's name
+
+
+def _cell_writer(ws: Worksheet, fmt: Format | None) -> Callable[[int, int, Any], object]:
+    """A cell writer by the value's type. Strings are always text: a field that starts with
+    "=" or looks like a link is written as it reads, never as a formula or a hyperlink."""
+    write_string, write_number = ws.write_string, ws.write_number
+
+    def write(row: int, col: int, value: Any) -> object:
+        if isinstance(value, str):
+            return write_string(row, col, value, fmt)
+        if isinstance(value, bool):
+            return ws.write_boolean(row, col, value, fmt)
+        if isinstance(value, int | float | Decimal):
+            return write_number(row, col, value, fmt)
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            value = _local_naive(value)
+        if isinstance(value, datetime | date | time | timedelta):
+            return ws.write_datetime(row, col, value, fmt)
+        return write_string(row, col, str(value), fmt)
+
+    return write
 
 
 def write_xlsx(
@@ -146,46 +201,48 @@ def write_xlsx(
     *,
     sheet_title: str = "Danh sách",
 ) -> int:
-    """Write ``rows`` to ``out`` as one sheet; returns the number of data rows written."""
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet(title=sheet_title[:31])
-    ws.freeze_panes = "A2"
-    for i, column in enumerate(columns, start=1):
-        ws.column_dimensions[get_column_letter(i)].width = column.width
-    header_font = Font(bold=True, color="FFFFFF")
-    header_fill = PatternFill("solid", fgColor="1F4E78")
-    header: list[WriteOnlyCell] = []
-    for column in columns:
-        cell = WriteOnlyCell(ws, value=column.header)
-        cell.font = header_font
-        cell.fill = header_fill
-        cell.alignment = Alignment(wrap_text=True, vertical="center")
-        header.append(cell)
-    ws.append(header)
-    # One styled cell per formatted column, reused for every row: write-only mode serialises
-    # the row on append, and setting a number format per new cell is the slow part.
-    styled: dict[str, WriteOnlyCell] = {}
-    for column in columns:
-        number_format = _NUMBER_FORMATS.get(column.kind)
-        if number_format:
-            styled[column.key] = WriteOnlyCell(ws)
-            styled[column.key].number_format = number_format
-    count = 0
-    for row in rows:
-        cells: list[Any] = []
-        for column in columns:
-            value = cell_value(column, row.get(column.key))
-            cell = styled.get(column.key)
-            if cell is not None and value is not None:
-                cell.value = value
-                cells.append(cell)
-            else:
-                cells.append(value)
-        ws.append(cells)
-        count += 1
-    if count:
-        ws.auto_filter.ref = f"A1:{get_column_letter(len(columns))}{count + 1}"
-    wb.save(out)
+    """Write ``rows`` to ``out`` as one sheet; returns the number of data rows written.
+
+    XlsxWriter in constant-memory mode writes each row to a temporary file once the next one
+    starts (strings inline), so memory does not grow with the number of rows.
+    """
+    wb = xlsxwriter.Workbook(
+        out,
+        {
+            "constant_memory": True,
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+            "strings_to_numbers": False,
+            # A NaN or infinite figure becomes #NUM! / #DIV/0! rather than an exception.
+            "nan_inf_to_errors": True,
+        },
+    )
+    try:
+        ws = wb.add_worksheet(_INVALID_SHEET_CHARS.sub("-", sheet_title)[:31])
+        header_format = wb.add_format(_HEADER_FORMAT)
+        formats = {kind: wb.add_format({"num_format": nf}) for kind, nf in _NUMBER_FORMATS.items()}
+        plan: list[tuple[str, int, Callable[[Any], Any] | None, Callable[[int, int, Any], object]]]
+        plan = []
+        for i, column in enumerate(columns):
+            ws.set_column(i, i, column.width - _WIDTH_PADDING)
+            ws.write_string(0, i, column.header, header_format)
+            writer = _cell_writer(ws, formats.get(column.kind))
+            plan.append((column.key, i, _CONVERTERS.get(column.kind), writer))
+        ws.freeze_panes(1, 0)
+        count = 0
+        for row in rows:
+            count += 1
+            for key, col, convert, write in plan:
+                value = row.get(key)
+                if value is None:
+                    continue
+                if convert is not None:
+                    value = convert(value)
+                write(count, col, value)
+        if count:
+            ws.autofilter(0, 0, count, len(columns) - 1)
+    finally:
+        wb.close()
     return count
 
 

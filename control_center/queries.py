@@ -1539,9 +1539,23 @@ def iter_review_rows(
     soon_until = due_soon_until(settings, calendar, now)
     conditions = _review_conditions(session, filters, settings, now, soon_until)
     # Plain column rows, not ORM objects: a fifth of an export's time went into building and
-    # expunging instances. The row has the same attribute names as a Dossier.
+    # expunging instances. The row has the same attribute names as a Dossier, but only the
+    # columns _review_item reads: when no index gives the order (state "all" or "finished",
+    # most sorts) every match is sorted, and narrow rows sort faster and convert faster.
+    c = Dossier.__table__.c
+    columns = (
+        c.dossier_code, c.commune_code, c.procedure_code, c.procedure_name, c.sector,
+        c.channel, c.status, c.received_at, c.due_at, c.finished_at, c.is_open, c.outcome,
+        c.is_paused, c.paused_since, c.apology_issued_at, c.extension_count, c.officer,
+        c.applicant_name, c.escalation_level,
+    )  # fmt: skip
+    if session.get_bind().dialect.name == "postgresql":
+        # For this transaction only: with the default 4 MB, keeping the best 50,000 of a
+        # million sorted rows spills to disk (an external merge of every row) instead of a
+        # top-N heap sort in memory (1.5-2x faster for the export's query).
+        session.execute(select(func.set_config("work_mem", "64MB", True)))
     stmt = (
-        select(*Dossier.__table__.c, Commune.name.label("review_commune_name"))
+        select(*columns, Commune.name.label("review_commune_name"))
         .outerjoin(Commune, Commune.code == Dossier.commune_code)
         .where(*conditions, *scope.where(Dossier.commune_code))
         .order_by(*_review_order(filters))

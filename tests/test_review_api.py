@@ -17,11 +17,14 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
+from control_center import queries
 from control_center.db import make_engine, session_factory
-from control_center.domain.calendar import LOCAL_TZ
+from control_center.domain.calendar import LOCAL_TZ, load_calendar
 from control_center.domain.dossier import RETURNED
 from control_center.exports import REVIEW_COLUMNS
 from control_center.migrate import upgrade_schema
+from control_center.models import Dossier
+from control_center.security.roles import Scope
 from control_center.settings import Settings, load_settings
 from tests.test_api import NOW, assert_error, make_client
 from tests.test_queries import HA_GIANG_2, THUONG_LAM, World, seed_communes, vn
@@ -310,6 +313,48 @@ def test_csv_export_is_utf8_with_bom_and_matches_the_api(client: FlaskClient) ->
     assert float(first[col["Số ngày làm việc quá hạn"]]) == pytest.approx(
         api["items"][0]["working_days_overdue"]
     )
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        queries.ReviewFilters(),
+        queries.ReviewFilters(state="all"),
+        queries.ReviewFilters(state="finished"),
+        queries.ReviewFilters(state="all", sort=(("commune_name", "asc"), ("due_at", "desc"))),
+    ],
+)
+@pytest.mark.parametrize("personal_data", [False, True])
+def test_exported_rows_are_the_reviews_items(
+    session: Session,
+    settings: Settings,
+    codes: dict[str, str],
+    filters: queries.ReviewFilters,
+    personal_data: bool,
+) -> None:
+    """The export reads its own, narrower query (streamed, only the columns a row needs): its
+    rows are field for field the review's items, in the same order, masked the same way."""
+    dossier = session.get(Dossier, codes["apologised"])
+    assert dossier is not None
+    dossier.applicant_name = "Trần Thị B"
+    session.commit()
+    calendar = load_calendar()
+    scope = Scope(personal_data=personal_data)
+    page = queries.review_rows(session, settings, calendar, NOW, filters, limit=100, scope=scope)
+    streamed = list(
+        queries.iter_review_rows(
+            session, settings, calendar, NOW, filters, max_rows=100, batch=2, scope=scope
+        )
+    )
+    assert streamed and streamed == page["items"]
+    for item in streamed:
+        if item["dossier_code"] == codes["apologised"]:
+            assert item["applicant_name"] == ("Trần Thị B" if personal_data else "T*** T*** B***")
+    # The export's limit cuts the same list.
+    first = queries.iter_review_rows(
+        session, settings, calendar, NOW, filters, max_rows=1, scope=scope
+    )
+    assert list(first) == page["items"][:1]
 
 
 def test_an_empty_export_still_has_its_header(client: FlaskClient) -> None:

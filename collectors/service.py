@@ -1,6 +1,6 @@
 """The collector process (``control-center collect``): MQTT in, batched transactions out.
 
-paho's network thread only enqueues (a bounded queue: when the database falls behind,
+paho's network thread only enqueues (a bounded :class:`Inbox`: when the database falls behind,
 ``on_message`` blocks, which stops reading the socket and lets the broker hold the backlog).
 The writer (the thread that calls :func:`run`) takes batches, applies each in one transaction
 and only then acknowledges its messages, in arrival order. A message is therefore acknowledged
@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import struct
 import threading
 import time
 from collections.abc import Sequence
@@ -24,10 +25,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from collectors.ingest import BatchResult, InboundMessage, Ingestor
+from collectors.ingest import BatchResult, Ingestor
 from collectors.metrics import CollectorMetrics
 from collectors.validation import PROCESSING_ERROR
-from collectors.worker import IngestorProcess, is_retryable
+from collectors.worker import IngestorProcess, Received, inbound, is_retryable
 from control_center.settings import Settings
 
 log = logging.getLogger("collector")
@@ -36,6 +37,89 @@ HEARTBEAT_S = 5.0
 SUMMARY_S = 60.0
 MAX_BACKOFF_S = 10.0
 KINDS = ("dossier", "queue", "status")
+
+
+class Inbox:
+    """The bounded queue between paho's thread and the writer.
+
+    A ``queue.Queue`` takes its lock and notifies a condition on every put and every get; a
+    ``SimpleQueue`` (C) with a size check costs a fraction of that per message, and the writer
+    takes a whole batch at once. Still bounded: with ``maxsize`` messages held, :meth:`put`
+    waits (paho's thread stops reading the socket: back-pressure to the broker) until the
+    writer takes some. One producer, paho's thread, so the bound is exact.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._items: queue.SimpleQueue[Received] = queue.SimpleQueue()
+        self._room = threading.Event()  # set by the writer after taking messages
+
+    def qsize(self) -> int:
+        return self._items.qsize()
+
+    def full(self) -> bool:
+        return self._items.qsize() >= self.maxsize
+
+    def put(self, item: Received, stop: threading.Event) -> bool:
+        """Enqueue, waiting while full; False (not enqueued) if stop was requested meanwhile."""
+        items = self._items
+        while items.qsize() >= self.maxsize:
+            if stop.is_set():
+                return False
+            self._room.clear()
+            if items.qsize() < self.maxsize:  # the writer took some before the clear
+                break
+            self._room.wait(0.5)
+        items.put(item)
+        return True
+
+    def take(self, size: int, wait_s: float, fill_s: float) -> list[Received]:
+        """Up to ``size`` messages: waits ``wait_s`` for the first, then up to ``fill_s`` for
+        the batch to fill."""
+        items = self._items
+        try:
+            batch = [items.get(timeout=wait_s) if wait_s > 0 else items.get_nowait()]
+        except queue.Empty:
+            return []
+        deadline = time.monotonic() + fill_s
+        try:
+            while len(batch) < size:
+                try:
+                    batch.append(items.get_nowait())  # a backlog: no waiting per message
+                    continue
+                except queue.Empty:
+                    pass
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._room.set()
+                try:
+                    batch.append(items.get(timeout=left))
+                except queue.Empty:
+                    break
+        finally:
+            self._room.set()
+        return batch
+
+
+# PUBACK (MQTT 3.1.1 and 5: fixed header, remaining length 2, packet id; no reason code means
+# success). ``Client.ack`` queues one packet per message and wakes paho's thread once per
+# message: for a batch of 2,000 that was 2,000 wake-up writes, each a switch of the
+# interpreter lock between the writer and paho's thread. :func:`send_pubacks` queues the
+# batch's acknowledgements as one write, in arrival order, through the same paho method
+# ``Client.ack`` uses (private, hence the fallback if a paho release renames it).
+_PUBACK = struct.Struct("!BBH")
+PUBACK = 0x40
+
+
+def send_pubacks(client: mqtt.Client, mids: Sequence[int]) -> None:
+    queue_packet = getattr(client, "_packet_queue", None)
+    if queue_packet is None:
+        for mid in mids:
+            client.ack(mid, 1)
+        return
+    pack = _PUBACK.pack
+    queue_packet(PUBACK, b"".join([pack(PUBACK, 2, mid) for mid in mids]), 0, 0)
 
 
 def subscriptions(settings: Settings) -> list[str]:
@@ -56,7 +140,7 @@ class Collector:
         self.ingestor = ingestor
         self.metrics = metrics
         self.stop = stop
-        self.inbox: queue.Queue[InboundMessage] = queue.Queue(maxsize=settings.collector_queue_max)
+        self.inbox = Inbox(settings.collector_queue_max)
         # Bumped on every connection: a packet id is only meaningful on the connection that
         # delivered it, so acks of an earlier connection are dropped (the broker redelivers).
         self.generation = 0
@@ -147,58 +231,40 @@ class Collector:
             log.exception("on_disconnect failed")
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        # The least work per message: references and a clock reading (the ingest process
+        # decodes and checks). Blocking in put is the back-pressure: the broker keeps what
+        # we cannot take yet. A message dropped on stop was not acked: it is redelivered.
         try:
-            item = InboundMessage(
-                topic=msg._topic.decode("utf-8", errors="replace"),
-                payload=bytes(msg.payload),
-                arrived_at=datetime.now(UTC),
-                ack_token=(self.generation, msg.mid, msg.qos),
-                retained=bool(msg.retain),
+            self.inbox.put(
+                (
+                    msg._topic,
+                    bytes(msg.payload),  # the same object: paho's payload is bytes already
+                    time.time(),
+                    self.generation,
+                    msg.mid,
+                    msg.qos,
+                    msg.retain,
+                ),
+                self.stop,
             )
-            try:
-                self.inbox.put_nowait(item)
-                return
-            except queue.Full:
-                pass
-            # Blocking here is the back-pressure: the broker keeps what we cannot take yet.
-            while not self.stop.is_set():
-                try:
-                    self.inbox.put(item, timeout=0.5)
-                    return
-                except queue.Full:
-                    continue
         except Exception:
             log.exception("on_message failed")
 
     # --- writer side ---------------------------------------------------------------------
 
-    def take_batch(self, wait_s: float, fill_s: float | None = None) -> list[InboundMessage]:
+    def take_batch(self, wait_s: float, fill_s: float | None = None) -> list[Received]:
         """Up to a batch of messages: waits ``wait_s`` for the first one, then up to ``fill_s``
         (``collector_batch_seconds`` by default) for the batch to fill."""
-        size = self.settings.collector_batch_size
-        try:
-            batch = [self.inbox.get(timeout=wait_s)]
-        except queue.Empty:
-            return []
         if fill_s is None:
             fill_s = self.settings.collector_batch_seconds
-        deadline = time.monotonic() + fill_s
-        while len(batch) < size:
-            try:
-                batch.append(self.inbox.get_nowait())  # a backlog: no waiting per message
-                continue
-            except queue.Empty:
-                pass
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                batch.append(self.inbox.get(timeout=left))
-            except queue.Empty:
-                break
-        return batch
+        return self.inbox.take(self.settings.collector_batch_size, wait_s, fill_s)
 
-    def commit(self, batch: Sequence[InboundMessage]) -> bool:
+    def _process(self, batch: Sequence[Received]) -> BatchResult:
+        if isinstance(self.ingestor, IngestorProcess):
+            return self.ingestor.process(batch)
+        return self.ingestor.process(inbound(batch))
+
+    def commit(self, batch: Sequence[Received]) -> bool:
         """Apply the batch, retrying while the database is unavailable; ack on success.
         False when stop was requested before it could be stored (nothing acked)."""
         delay = 0.1
@@ -206,7 +272,7 @@ class Collector:
             started = time.monotonic()
             try:
                 try:
-                    result = self.ingestor.process(batch)
+                    result = self._process(batch)
                 except Exception as exc:
                     if is_retryable(exc):
                         raise
@@ -233,7 +299,7 @@ class Collector:
             self._stored(batch, result, time.monotonic() - started)
             return True
 
-    def commit_overlapped(self, batch: Sequence[InboundMessage]) -> list[InboundMessage] | None:
+    def commit_overlapped(self, batch: Sequence[Received]) -> list[Received] | None:
         """Finish :meth:`commit` of a batch submitted to the ingest process, overlapping the
         next one: what arrived meanwhile goes to the process as the next batch the moment this
         one has committed, and only then are this one's messages acknowledged, so the process
@@ -255,7 +321,7 @@ class Collector:
             return [] if self.commit(upcoming) else None
         return upcoming
 
-    def _submit(self, batch: Sequence[InboundMessage]) -> bool:
+    def _submit(self, batch: Sequence[Received]) -> bool:
         assert isinstance(self.ingestor, IngestorProcess)
         self._submitted_at = time.monotonic()
         try:
@@ -264,7 +330,7 @@ class Collector:
             return False
         return True
 
-    def _stored(self, batch: Sequence[InboundMessage], result: BatchResult, seconds: float) -> None:
+    def _stored(self, batch: Sequence[Received], result: BatchResult, seconds: float) -> None:
         """A batch is committed: acknowledge it, count it."""
         self._ack(batch)
         self.metrics.received.inc(len(batch))
@@ -282,14 +348,15 @@ class Collector:
             },
         )
 
-    def _one_by_one(self, batch: Sequence[InboundMessage]) -> BatchResult:
+    def _one_by_one(self, batch: Sequence[Received]) -> BatchResult:
         total = BatchResult()
-        for msg in batch:
+        for item in batch:
             try:
-                total.add(self.ingestor.process([msg]))
+                total.add(self._process([item]))
             except Exception as exc:
                 if is_retryable(exc):
                     raise
+                (msg,) = inbound([item])
                 log.exception("message failed; dead-lettered", extra={"topic": msg.topic})
                 self.ingestor.dead_letter(msg, PROCESSING_ERROR, f"{type(exc).__name__}: {exc}")
                 total.received += 1
@@ -297,13 +364,16 @@ class Collector:
                 total.by_reason[PROCESSING_ERROR] += 1
         return total
 
-    def _ack(self, batch: Sequence[InboundMessage]) -> None:
+    def _ack(self, batch: Sequence[Received]) -> None:
         if not self.connected:
             return  # the broker redelivers them on the next connection; they are duplicates then
         generation = self.generation
-        for msg in batch:
-            gen, mid, qos = msg.ack_token
-            if qos and gen == generation:
+        # QoS 1 is all our subscriptions ask for; QoS 0 needs no ack; 2 only from another broker.
+        pubacks = [mid for _t, _p, _a, gen, mid, qos, _r in batch if qos == 1 and gen == generation]
+        if pubacks:
+            send_pubacks(self.client, pubacks)
+        for _t, _p, _a, gen, mid, qos, _r in batch:
+            if qos == 2 and gen == generation:
                 self.client.ack(mid, qos)
 
     def housekeeping(self) -> None:
@@ -349,7 +419,7 @@ class Collector:
         # With an ingest process, receiving and acknowledging overlap with storing: the batch
         # being stored is ``pending`` (submitted, not answered yet).
         overlap = isinstance(self.ingestor, IngestorProcess)
-        pending: list[InboundMessage] = []
+        pending: list[Received] = []
         try:
             while not self.stop.is_set():
                 if pending:
@@ -377,7 +447,7 @@ class Collector:
             self.client.loop_stop()
             log.info("collector stopped", extra=self.info())
 
-    def finish_once(self, batch: Sequence[InboundMessage]) -> bool:
+    def finish_once(self, batch: Sequence[Received]) -> bool:
         """While stopping: the answer for a submitted batch; acknowledged if it was stored."""
         assert isinstance(self.ingestor, IngestorProcess)
         try:
@@ -390,10 +460,10 @@ class Collector:
         self._stored(batch, result, time.monotonic() - self._submitted_at)
         return True
 
-    def commit_once(self, batch: Sequence[InboundMessage]) -> bool:
+    def commit_once(self, batch: Sequence[Received]) -> bool:
         """One attempt while stopping; on failure the broker redelivers the batch later."""
         try:
-            result = self.ingestor.process(batch)
+            result = self._process(batch)
         except Exception as exc:
             log.warning(
                 "final batch not stored; broker will redeliver", extra={"error": str(exc)[:300]}

@@ -5,6 +5,12 @@ in one process they take turns on the interpreter lock, so the collector would r
 the speed of one CPU doing both jobs. :class:`IngestorProcess` runs the :class:`Ingestor` in a
 child process behind a pipe, with the same methods, so receiving and storing overlap.
 The parent keeps everything MQTT (acks included); the child never talks to the broker.
+
+Messages cross the pipe as they came off the network (:data:`Received`: topic and payload
+bytes, arrival as epoch seconds), a batch as a few flat columns (:func:`pack`): pickling them
+is a memory copy, where a list of :class:`InboundMessage` with aware datetimes cost the
+parent more per message than everything else it does besides paho. The child decodes the
+topic and makes the datetimes (:func:`unpack`).
 """
 
 from __future__ import annotations
@@ -15,13 +21,43 @@ import multiprocessing.connection
 import signal
 import typing
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from collectors.ingest import BatchResult, InboundMessage, Ingestor, ReferenceDataMissing
 from control_center.settings import Settings
 
 log = logging.getLogger("collector.worker")
+
+# A message as paho's thread hands it over, nothing decoded or converted (that is the ingest
+# process's work): topic, payload, arrival (time.time()), connection generation, packet id,
+# QoS, retained. A plain tuple: the receiving thread makes one per message.
+Received = tuple[bytes, bytes, float, int, int, int, bool]
+# What the ingest process needs of a batch, as columns: topics, payloads, arrivals, retained.
+Packed = tuple[tuple[bytes, ...], tuple[bytes, ...], tuple[float, ...], tuple[bool, ...]]
+
+
+def pack(batch: Sequence[Received]) -> Packed:
+    topics, payloads, arrivals, _generations, _mids, _qos, retained = zip(*batch, strict=True)
+    return topics, payloads, arrivals, retained
+
+
+def unpack(packed: Packed) -> list[InboundMessage]:
+    topics, payloads, arrivals, retained = packed
+    names: dict[bytes, str] = {}  # a province has a few hundred topics
+    out = []
+    for topic, payload, arrived, kept in zip(topics, payloads, arrivals, retained, strict=True):
+        name = names.get(topic)
+        if name is None:
+            # Not UTF-8 cannot be refused here: the message still needs its bad_topic letter.
+            name = names[topic] = topic.decode("utf-8", errors="replace")
+        out.append(InboundMessage(name, payload, datetime.fromtimestamp(arrived, UTC), None, kept))
+    return out
+
+
+def inbound(batch: Sequence[Received]) -> list[InboundMessage]:
+    """The messages as :class:`Ingestor` takes them (an ingestor in this process)."""
+    return unpack(pack(batch)) if batch else []
 
 
 class WorkerError(RuntimeError):
@@ -52,6 +88,7 @@ def _child(settings: Settings, conn: multiprocessing.connection.Connection) -> N
     setup_logging(settings.log_level)
     engine = engine_from_settings(settings)
     ingestor = Ingestor(engine, settings)
+    ops = {"process": lambda packed: ingestor.process(unpack(packed))}
     try:
         while True:
             try:
@@ -59,7 +96,7 @@ def _child(settings: Settings, conn: multiprocessing.connection.Connection) -> N
             except (EOFError, OSError):
                 return  # the parent is gone (stopped or killed): nothing left to answer
             try:
-                reply: tuple[Any, ...] = ("ok", getattr(ingestor, op)(*args))
+                reply: tuple[Any, ...] = ("ok", (ops.get(op) or getattr(ingestor, op))(*args))
             except Exception as exc:
                 if not is_retryable(exc):
                     log.exception("ingestion failed", extra={"op": op})
@@ -74,7 +111,8 @@ def _child(settings: Settings, conn: multiprocessing.connection.Connection) -> N
 
 
 class IngestorProcess:
-    """Same interface as :class:`Ingestor` (the parts the service uses), in a child process."""
+    """The parts of :class:`Ingestor` the service uses, in a child process; :meth:`process`
+    takes the messages as received (:data:`Received`)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -120,13 +158,13 @@ class IngestorProcess:
         self._start()
         raise WorkerError("ingest process died", retryable=True) from exc
 
-    def process(self, batch: Sequence[InboundMessage]) -> BatchResult:
-        return self._call("process", list(batch))
+    def process(self, batch: Sequence[Received]) -> BatchResult:
+        return self._call("process", pack(batch))
 
-    def submit(self, batch: Sequence[InboundMessage]) -> None:
+    def submit(self, batch: Sequence[Received]) -> None:
         """Start :meth:`process` of ``batch`` in the child; :meth:`result` waits for it.
         Nothing else may be asked of the child in between."""
-        self._send("process", (list(batch),))
+        self._send("process", (pack(batch),))
 
     def result(self) -> BatchResult:
         """The answer to :meth:`submit` (raises like :meth:`process`)."""

@@ -23,9 +23,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from collectors.ingest import Ingestor
+from collectors import service
+from collectors.ingest import InboundMessage, Ingestor
 from collectors.metrics import CollectorMetrics
 from collectors.service import Collector
+from collectors.worker import Received
 from control_center import models as m
 from control_center.settings import Settings
 from tests.conftest import free_port
@@ -177,6 +179,48 @@ def test_broker_restart_mid_stream_loses_nothing(
         running.halt()
     assert count(sqlite_engine, m.Dossier) == 900
     assert_aggregates_consistent(sqlite_engine)
+
+
+def as_received(msg: InboundMessage) -> Received:
+    """An :class:`InboundMessage` as paho's thread would have enqueued it (QoS 1)."""
+    return (msg.topic.encode(), msg.payload, msg.arrived_at.timestamp(), 0, 1, 1, msg.retained)
+
+
+def test_the_ingest_process_stores_and_every_message_is_acknowledged(
+    mosquitto: Any, db_url: str
+) -> None:
+    """The production path (``service.run``: the ingest child, batches sent as columns, the
+    batch's PUBACKs as one write): stored, dead-lettered, and nothing left to redeliver."""
+    engine = prepare_database(db_url)
+    settings = settings_for(db_url, mosquitto, client_id="cc-test-child", collector_batch_size=64)
+    start(settings, engine).halt()  # the persistent session: the broker queues from now on
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run, args=(settings, stop), daemon=True)
+    thread.start()
+    try:
+        publish(
+            mosquitto.port,
+            [*stream(150, "CH"), (f"dvc/v1/08/{COMMUNES[0]}/dossier", b"\xff not utf-8")],
+        )
+        wait_until(lambda: count(engine, m.DossierEvent) == 300, what="300 events")
+        wait_until(lambda: count(engine, m.DeadLetter) == 1, what="the dead letter")
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    with engine.connect() as conn:
+        reason = conn.execute(select(m.DeadLetter.reason)).scalar_one()
+        arrived = conn.execute(select(func.min(m.DossierEvent.arrived_at))).scalar_one()
+    assert reason == "not_utf8"
+    assert arrived is not None
+    assert count(engine, m.Dossier) == 150
+    assert_aggregates_consistent(engine)
+    # Every message was acknowledged: the same session gets nothing redelivered.
+    again = start(settings, engine)
+    time.sleep(1.0)
+    again.halt()
+    assert again.collector.totals.received == 0
+    engine.dispose()
 
 
 def collector_process(
@@ -368,7 +412,7 @@ def test_a_message_the_collector_fails_on_is_dead_lettered_not_blocking(
         msg(dossier_event("bad-1", "received", "POISON", 2, **received)),
         msg(dossier_event("ok-2", "received", "FINE-2", 3, **received)),
     ]
-    assert collector.commit(batch)
+    assert collector.commit([as_received(m) for m in batch])
     with sqlite_engine.connect() as conn:
         letters = conn.execute(
             select(m.DeadLetter.reason, m.DeadLetter.detail, m.DeadLetter.payload_excerpt)

@@ -128,8 +128,14 @@ def test_retained_heartbeats_stay_retained_through_the_bridge(
     brokers: tuple[Mosquitto, Mosquitto],
 ) -> None:
     edge, central = brokers
+    topic_filter = f"dvc/v1/{PROVINCE}/+/status"
+    early = Listener(central.port, topic_filter)
     publish_retained(edge.port, *status(COMMUNES[2]))
-    late = Listener(central.port, f"dvc/v1/{PROVINCE}/+/status")  # subscribes afterwards
+    try:  # on the central broker now (a subscriber that was there gets it live, not retained)
+        wait_until(lambda: early.messages != [], 10, "status over the bridge")
+    finally:
+        early.close()
+    late = Listener(central.port, topic_filter)  # subscribes afterwards
     try:
         wait_until(lambda: late.messages != [], 10, "retained status on the central broker")
         topic, _payload, retained = late.messages[0]

@@ -368,7 +368,8 @@ class Collector:
         if not self.connected:
             return  # the broker redelivers them on the next connection; they are duplicates then
         generation = self.generation
-        # QoS 1 is all our subscriptions ask for; QoS 0 needs no ack; 2 only from another broker.
+        # QoS 1 is what we subscribe with, so the broker sends 0 (no ack) or 1; a QoS 2
+        # message, which it should not send, is acknowledged the way paho does it.
         pubacks = [mid for _t, _p, _a, gen, mid, qos, _r in batch if qos == 1 and gen == generation]
         if pubacks:
             send_pubacks(self.client, pubacks)

@@ -38,6 +38,8 @@ Packed = tuple[tuple[bytes, ...], tuple[bytes, ...], tuple[float, ...], tuple[bo
 
 
 def pack(batch: Sequence[Received]) -> Packed:
+    if not batch:
+        return (), (), (), ()
     topics, payloads, arrivals, _generations, _mids, _qos, retained = zip(*batch, strict=True)
     return topics, payloads, arrivals, retained
 
@@ -57,7 +59,7 @@ def unpack(packed: Packed) -> list[InboundMessage]:
 
 def inbound(batch: Sequence[Received]) -> list[InboundMessage]:
     """The messages as :class:`Ingestor` takes them (an ingestor in this process)."""
-    return unpack(pack(batch)) if batch else []
+    return unpack(pack(batch))
 
 
 class WorkerError(RuntimeError):

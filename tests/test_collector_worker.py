@@ -35,6 +35,7 @@ def test_a_batch_reaches_the_ingest_process_as_it_arrived() -> None:
     assert messages[0].arrived_at == arrived  # the same instant, to the microsecond, aware
     assert messages[1].arrived_at == datetime(2026, 11, 26, 8, 15, 31, 123456, tzinfo=UTC)
     assert [m.retained for m in messages] == [False, True, False]
+    assert unpack(pack([])) == []
     bad = v.validate_message(
         messages[2].topic, b"{}", arrived, province="08", known_communes={"02269"}
     )
@@ -98,6 +99,6 @@ def test_a_full_inbox_takes_more_once_the_writer_takes_a_batch() -> None:
     thread = threading.Thread(target=producer, daemon=True)
     thread.start()
     assert [m[4] for m in inbox.take(2, 1.0, 0.0)] == [0, 1]
-    assert done.wait(10)  # woken by the take, not by a timeout loop that gives up
+    assert done.wait(10)  # the blocked producer gets in once the writer took a batch
     assert [m[4] for m in inbox.take(5, 1.0, 0.0)] == [2]
     thread.join(5)

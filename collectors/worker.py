@@ -15,6 +15,7 @@ topic and makes the datetimes (:func:`unpack`).
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -90,6 +91,13 @@ def _child(settings: Settings, conn: multiprocessing.connection.Connection) -> N
     setup_logging(settings.log_level)
     engine = engine_from_settings(settings)
     ingestor = Ingestor(engine, settings)
+    # A batch makes tens of thousands of short-lived containers. With the default threshold
+    # (700) the cyclic collector ran every ~80 events and cost ~8-11 µs per event, a tenth of
+    # this process, much of it going over the ~110,000 objects the imports made. Those are
+    # frozen out of its sight, and it runs about once a batch: cycles are still collected, and
+    # never more than ~20,000 new objects wait for it.
+    gc.freeze()
+    gc.set_threshold(20_000)
     ops = {"process": lambda packed: ingestor.process(unpack(packed))}
     try:
         while True:

@@ -194,20 +194,21 @@ def _due_counts(
     )
     for code, total in session.execute(totals):
         counts[code] = {"open": int(total or 0), "overdue": 0, "due_soon": 0}
-    near = (
-        select(
-            b.commune_code,
-            func.sum(case((b.due_minute < now, b.open_count), else_=0)),
-            func.sum(case((b.due_minute >= now, b.open_count), else_=0)),
+    # Overdue and due soon are two index ranges each side of ``now``: summing each range
+    # reads half as much as one range with a CASE per bucket. A dossier paused in time is
+    # in the backlog, never overdue or due soon (its due date moves with the pause).
+    ranges = {
+        "overdue": b.due_minute < now,
+        "due_soon": and_(b.due_minute >= now, b.due_minute < soon_until),
+    }
+    for key, in_range in ranges.items():
+        sums = (
+            select(b.commune_code, func.sum(b.open_count))
+            .where(in_range, in_scope_, b.paused == false())
+            .group_by(b.commune_code)
         )
-        # A dossier paused in time is in the backlog, never overdue or due soon (its due
-        # date moves with the pause).
-        .where(b.due_minute < soon_until, in_scope_, b.paused == false())
-        .group_by(b.commune_code)
-    )
-    for code, overdue, due_soon in session.execute(near):
-        row = counts.setdefault(code, {"open": 0, "overdue": 0, "due_soon": 0})
-        row["overdue"], row["due_soon"] = int(overdue or 0), int(due_soon or 0)
+        for code, n in session.execute(sums):
+            counts.setdefault(code, {"open": 0, "overdue": 0, "due_soon": 0})[key] = int(n or 0)
     return counts
 
 
@@ -252,19 +253,23 @@ def _daily_counts(
     for code, metric, total in session.execute(window):
         row = spans(code, metric)
         row["window"] = row["prev_window"] = int(total or 0)
-    points = select(d.commune_code, d.metric, d.day, d.value).where(
-        d.day.in_([today, yesterday, prev_start]), in_scope_
+
+    # The three days as sums per (commune, metric), not a row per day: no date to parse back
+    # for every row (SQLAlchemy's SQLite Date type reads each with a regular expression).
+    def on(day: date) -> ColumnElement[int]:
+        return func.sum(case((d.day == day, d.value), else_=0))
+
+    points = (
+        select(d.commune_code, d.metric, on(today), on(yesterday), on(prev_start))
+        .where(d.day.in_([today, yesterday, prev_start]), in_scope_)
+        .group_by(d.commune_code, d.metric)
     )
-    for code, metric, day, value in session.execute(points):
+    for code, metric, on_today, on_yesterday, on_prev_start in session.execute(points):
         row = spans(code, metric)
-        if day == today:
-            row["today"] = int(value)
-            if metric in WINDOW_METRICS:
-                row["prev_window"] -= int(value)
-        elif day == yesterday:
-            row["yesterday"] = int(value)
-        elif metric in WINDOW_METRICS:  # prev_start: in yesterday's window only
-            row["prev_window"] += int(value)
+        row["today"], row["yesterday"] = int(on_today), int(on_yesterday)
+        if metric in WINDOW_METRICS:
+            # prev_start is in yesterday's window only, today in today's only.
+            row["prev_window"] += int(on_prev_start) - int(on_today)
     return out
 
 

@@ -24,7 +24,9 @@ What it does:
 3. **First page load** in headless Chromium (Debian's chromium + chromedriver) at 1920x1080
    against the app served by a threaded WSGI server on 127.0.0.1: navigation start until the
    MapLibre map has drawn the communes and the first refresh's KPI tiles are on screen,
-   measured inside the page (``performance.now()``). One cold load, then ``--loads`` warm ones.
+   measured inside the page (``performance.now()``). ``--cold-loads`` cold loads, each in a
+   fresh browser (the floor is held to their median; each is printed), then ``--loads`` warm
+   ones in one browser.
 
 Floors (issue 4): refresh p95 ≤ 50 ms and ≤ 100 KB per refresh for the province; first page
 load ≤ 2 s. The machine's other work shows in the figures: run it on a quiet machine.
@@ -476,7 +478,7 @@ def chromium() -> Any:
     return driver
 
 
-def measure_page_load(app: Any, loads: int) -> dict[str, Any]:
+def measure_page_load(app: Any, loads: int, cold_loads: int) -> dict[str, Any]:
     from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
@@ -484,30 +486,46 @@ def measure_page_load(app: Any, loads: int) -> dict[str, Any]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_port}/"
-    driver = chromium()
+
+    def load(driver: Any) -> float:
+        driver.get("about:blank")
+        driver.get(url)
+        return float(driver.execute_async_script(MAP_DRAWN_JS)) / 1000
+
     try:
-        seconds = []
-        for _ in range(loads + 1):
-            driver.get("about:blank")
-            driver.get(url)
-            seconds.append(driver.execute_async_script(MAP_DRAWN_JS) / 1000)
+        # Cold: each in a fresh browser (empty cache, nothing compiled yet). One cold load on a
+        # shared 2-CPU machine moves by a few hundred milliseconds, so the floor is held to
+        # the median of several, and every one is printed.
+        cold = []
+        for _ in range(cold_loads):
+            driver = chromium()
+            try:
+                cold.append(load(driver))
+            finally:
+                driver.quit()
+        driver = chromium()
+        try:
+            load(driver)  # fills this browser's cache
+            warm = [load(driver) for _ in range(loads)]
             transferred = driver.execute_script(
                 "return performance.getEntriesByType('navigation')[0].transferSize"
                 " + performance.getEntriesByType('resource')"
                 ".reduce((s, r) => s + r.transferSize, 0);"
             )
+        finally:
+            driver.quit()
     finally:
-        driver.quit()
         server.shutdown()
-    cold, warm = seconds[0], seconds[1:]
     result = {
-        "cold_s": cold,
+        "cold_s": statistics.median(cold),
+        "cold_max_s": max(cold),
         "warm_median_s": statistics.median(warm) if warm else None,
         "transfer_bytes": transferred,
     }
     warm_text = f"{result['warm_median_s']:.2f} s" if warm else "-"
     print(
-        f"  first page load (navigation start -> map drawn): cold {cold:.2f} s, "
+        f"  first page load (navigation start -> map drawn): cold median {result['cold_s']:.2f} s "
+        f"over {len(cold)} fresh browsers ({', '.join(f'{c:.2f}' for c in cold)} s), "
         f"warm median {warm_text} over {len(warm)} loads; "
         f"last load transferred {transferred / 1024:.0f} KB"
     )
@@ -521,13 +539,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dossiers", type=int, default=1_000_000, help="default 1,000,000")
     parser.add_argument("--ticks", type=int, default=300, help="steady-state refreshes measured")
-    parser.add_argument("--loads", type=int, default=3, help="warm page loads after the cold one")
+    parser.add_argument("--loads", type=int, default=3, help="warm page loads after the cold ones")
+    parser.add_argument(
+        "--cold-loads", type=int, default=5, help="cold page loads, each in a fresh browser"
+    )
     parser.add_argument("--postgres", action="store_true", help="a fresh PostgreSQL database")
     parser.add_argument("--no-browser", action="store_true", help="skip the page-load figure")
     parser.add_argument("--quick", action="store_true", help="50,000 dossiers, 30 ticks, 1 load")
     args = parser.parse_args(argv)
     if args.quick:
         args.dossiers, args.ticks, args.loads = min(args.dossiers, 50_000), 30, 1
+        args.cold_loads = 1
 
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     workdir = Path(tempfile.mkdtemp(prefix="cc-bench-wall-"))
@@ -569,7 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 failures.append(f"wall refresh {wall['bytes'] / 1024:.0f} KB > 100 KB")
 
             if not args.no_browser:
-                load = measure_page_load(app, args.loads)
+                load = measure_page_load(app, args.loads, args.cold_loads)
                 if load["cold_s"] > LOAD_FLOOR_S:
                     failures.append(f"first page load {load['cold_s']:.2f} s > {LOAD_FLOOR_S} s")
     finally:

@@ -156,6 +156,13 @@ def test_filter_the_grid_share_the_address_and_download_excel(
     expected_first = [i["dossier_code"] for i in everything["items"]]
     wait_until(dash_duo, lambda: first_codes(dash_duo) == expected_first)
     screenshot(dash_duo, "review-overdue.png")
+    # The header stays one line at 1920 px: when the list was read is a small muted note,
+    # not the wall clock's large type wrapped over four lines.
+    wait_until(dash_duo, lambda: dash_duo.find_element(f"#{ids.REVIEW_CLOCK}").text != "")
+    header_px = dash_duo.driver.execute_script(
+        "return document.querySelector('.page-header').getBoundingClientRect().height"
+    )
+    assert header_px < 110
 
     # A leader narrows the list to one handler: the grid, the count and the address follow.
     officer = dash_duo.find_element(f'[id*="{ids.REVIEW_FILTER}"][id*="officer"]')

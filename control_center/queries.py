@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -300,6 +300,17 @@ def _queue_today(session: Session, settings: Settings, today: date) -> dict[str,
     return out
 
 
+def _mean_wait_s(queues: Iterable[Mapping[str, Any]]) -> float | None:
+    """The mean wait over several communes' tickets (:func:`_queue_today` entries): each
+    commune's mean weighed by the tickets behind it. None when no ticket has been called."""
+    total, n = 0.0, 0
+    for q in queues:
+        if q["avg_wait_s"] is not None and q["waited"]:
+            total += q["avg_wait_s"] * q["waited"]
+            n += q["waited"]
+    return total / n if n else None
+
+
 def _as_utc(value: Any) -> datetime | None:
     """An aggregate over a datetime column comes back as text on SQLite; normalise to aware UTC."""
     if value is None:
@@ -502,10 +513,7 @@ def province_summary(
 
     queue = _queue_today(session, settings, today)
     waiting = sum(q["waiting"] for q in queue.values())
-    # The province's mean wait: each commune's mean weighed by the tickets behind it.
-    waited = sum(q["waited"] for q in queue.values() if q["avg_wait_s"] is not None)
-    wait_total = sum(q["avg_wait_s"] * q["waited"] for q in queue.values() if q["avg_wait_s"])
-    avg_wait = wait_total / waited if waited else None
+    avg_wait = _mean_wait_s(queue.values())
 
     centres_total = int(
         session.scalar(select(func.count()).select_from(Commune).where(in_scope(settings))) or 0
@@ -686,7 +694,7 @@ def province_rows(
 
     provinces: dict[str, dict[str, Any]] = {}
     metrics: dict[str, dict[str, dict[str, int]]] = {}
-    waited: dict[str, tuple[float, int]] = defaultdict(lambda: (0.0, 0))
+    queues: dict[str, list[dict[str, Any]]] = defaultdict(list)
     communes = select(Commune.code, Commune.province_code).where(in_scope(settings))
     for code, province in session.execute(communes.order_by(Commune.province_code)):
         row = provinces.get(province)
@@ -711,12 +719,7 @@ def province_rows(
         ticket = queue.get(code)
         if ticket:
             row["queue_waiting"] += ticket["waiting"]
-            if ticket["avg_wait_s"] is not None and ticket["waited"]:
-                total, n = waited[province]
-                waited[province] = (
-                    total + ticket["avg_wait_s"] * ticket["waited"],
-                    n + ticket["waited"],
-                )
+            queues[province].append(ticket)
         row["open_alerts"] += alerts.get(code, 0)
         state = feeds.feed_state(feed_rows.get(code), now, settings)
         if state in (feeds.LIVE, feeds.STALE, feeds.OFFLINE):
@@ -729,10 +732,9 @@ def province_rows(
     out = []
     for province, row in sorted(provinces.items()):
         summed = metrics[province]
-        total_wait, n_waited = waited[province]
         row |= {
             "centres_total": row["communes"],
-            "avg_wait_minutes": _minutes(total_wait / n_waited) if n_waited else None,
+            "avg_wait_minutes": _minutes(_mean_wait_s(queues[province])),
             "on_time_rate": _on_time_rate(summed, "window"),
             "online_rate": _online_rate(summed, "window"),
             "received_today": _metric(summed, "received", "today"),

@@ -39,6 +39,7 @@ from layouts.common import NATIONAL_CONFIG
 from layouts.context import WallContext, system_clock
 from layouts.i18n import lang_from_search, t
 from layouts.map import register_geo_files
+from layouts.plotly_js import register_plotly_bundle
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "layouts" / "assets"
 _COMMUNE_PATH = re.compile(r"^/commune/(\d{5})/?$")
@@ -75,6 +76,7 @@ def create_app(
     install_security(app, settings, context.db)
     app.server.config[NATIONAL_CONFIG] = settings.national
     register_geo_files(app.server, settings.config_dir)
+    register_plotly_bundle(app)
     register_router(app, context)
     wall.register(app, context)
     national.register(app, context)

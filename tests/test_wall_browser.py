@@ -232,6 +232,11 @@ def test_wall_shows_the_provinces_figures_on_a_full_map(dash_duo: Any, province:
     assert kpi_value(dash_duo, "centres") == f"{summary['centres_online']}/124"
     assert kpi_value(dash_duo, "progress_score") == fmt_number(summary["progress_score"], "vi", 2)
 
+    # Drawn by the partial plotly.js bundle (layouts/plotly_js.py), not the full one.
+    assert dash_duo.driver.execute_script(
+        "return Object.keys(Plotly.PlotSchema.get().traces).sort();"
+    ) == ["bar", "choroplethmap", "scatter"]
+
     # Every commune is drawn, from the polygons' file that plotly.js fetched once and keeps.
     assert map_data(dash_duo, "gd.data[0].locations.length") == 124
     assert map_data(dash_duo, "gd.data[1].locations.length") == 124
@@ -320,6 +325,18 @@ def test_a_commune_opens_from_the_map_and_shows_its_page(dash_duo: Any, province
     assert len(texts(dash_duo, f"#{ids.COMMUNE_ALERTS} li")) == 3
     dash_duo.wait_for_element(f"#{ids.COMMUNE_DAILY} .main-svg", timeout=10)
     time.sleep(1)
+    # The bars and the line were drawn (the partial plotly.js bundle has their trace types).
+    drawn = dash_duo.driver.execute_script(
+        "const marks = id => { const g = document.querySelector(`#${id} .js-plotly-plot`);"
+        "  return [g._fullData.map(t => `${t.type}:${t.visible}`),"
+        "          g.querySelectorAll('.barlayer .point').length,"
+        "          g.querySelectorAll('.scatterlayer .js-line').length]; };"
+        f"return [marks('{ids.COMMUNE_DAILY}'), marks('{ids.COMMUNE_QUEUE}')];"
+    )
+    (daily_traces, daily_bars, daily_lines), (queue_traces, queue_bars, _) = drawn
+    assert daily_traces == ["bar:true", "bar:true", "scatter:true"]
+    assert daily_bars > 0 and daily_lines == 1
+    assert queue_traces == ["bar:true"] and queue_bars > 0
     screenshot(dash_duo, "commune.png")
     assert severe_errors(dash_duo) == []
 

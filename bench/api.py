@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import resource
 import statistics
@@ -57,6 +56,7 @@ sys.path.insert(0, str(REPO))
 from sqlalchemy import Engine, func, insert, select, text, true  # noqa: E402
 
 from alerts import levels  # noqa: E402
+from bench.machine import describe as describe_machine  # noqa: E402
 from bench.scratch_db import scratch_postgres  # noqa: E402
 from collectors.ingest import recount_commune_backlog  # noqa: E402
 from control_center import exports, queries  # noqa: E402
@@ -332,8 +332,7 @@ def main() -> None:
     from control_center.api import register_api  # the Flask views, without the Dash pages
 
     missed: list[str] = []
-    load = os.getloadavg()
-    print(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"machine: {describe_machine()}")
     with fresh_database(args.database_url, args.sqlite) as url:
         engine = make_engine(url)
         if not args.database_url:
@@ -392,10 +391,10 @@ def main() -> None:
               f" not written): {read['seconds']:.2f} s; the xlsx writer: about"
               f" {big['seconds'] - read['seconds']:.2f} s")  # fmt: skip
         engine.dispose()
-    load = os.getloadavg()
+    machine = describe_machine()
     if missed:
         print(f"\nfloors missed: {', '.join(missed)}")
-    print(f"\nload average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"\nmachine at the end: {machine}")
     if missed:
         raise SystemExit(1)
 

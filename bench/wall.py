@@ -59,6 +59,7 @@ sys.path.insert(0, str(REPO))
 from sqlalchemy import Engine, insert, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
+from bench.machine import describe as describe_machine  # noqa: E402
 from bench.scratch_db import scratch_postgres  # noqa: E402
 from collectors.ingest import recount_commune_backlog  # noqa: E402
 from control_center import models as m  # noqa: E402
@@ -551,7 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.dossiers, args.ticks, args.loads = min(args.dossiers, 50_000), 30, 1
         args.cold_loads = 1
 
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    print(f"machine: {describe_machine()}")
     workdir = Path(tempfile.mkdtemp(prefix="cc-bench-wall-"))
     failures: list[str] = []
     try:
@@ -597,7 +598,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print(f"machine after: {describe_machine()}")
     if failures:
         print("ABOVE THE FLOORS: " + "; ".join(failures))
         return 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -22,6 +22,9 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
+    Executable,
+    Result,
+    Row,
     SQLColumnExpression,
     String,
     and_,
@@ -180,6 +183,18 @@ def _shared(read: Callable[..., _T]) -> Callable[..., _T]:
     return wrapper
 
 
+def _read(session: Session, stmt: Executable) -> Result[*tuple[Any, ...]]:
+    """An aggregate read as plain rows, on the session's connection and transaction.
+
+    ``session.execute`` runs column selects through the ORM's result loading too, which
+    costs about 5 µs a row: with a refresh's few thousand aggregate rows, a fifth of the
+    wall's refresh (docs/performance.md). Pending ORM changes are flushed first, as
+    ``session.execute`` would."""
+    if session.autoflush:
+        session.flush()
+    return session.connection().execute(stmt)
+
+
 @_shared
 def _due_counts(
     session: Session, settings: Settings, now: datetime, soon_until: datetime
@@ -192,7 +207,7 @@ def _due_counts(
     totals = select(CommuneBacklog.commune_code, CommuneBacklog.open_count).where(
         commune_filter(session, settings, CommuneBacklog.commune_code)
     )
-    for code, total in session.execute(totals):
+    for code, total in _read(session, totals):
         counts[code] = {"open": int(total or 0), "overdue": 0, "due_soon": 0}
     # Overdue and due soon are two index ranges each side of ``now``: summing each range
     # reads half as much as one range with a CASE per bucket. A dossier paused in time is
@@ -207,7 +222,7 @@ def _due_counts(
             .where(in_range, in_scope_, b.paused == false())
             .group_by(b.commune_code)
         )
-        for code, n in session.execute(sums):
+        for code, n in _read(session, sums):
             counts.setdefault(code, {"open": 0, "overdue": 0, "due_soon": 0})[key] = int(n or 0)
     return counts
 
@@ -250,7 +265,7 @@ def _daily_counts(
         .where(in_scope_, d.metric.in_(WINDOW_METRICS), d.day >= window_start)
         .group_by(d.commune_code, d.metric)
     )
-    for code, metric, total in session.execute(window):
+    for code, metric, total in _read(session, window):
         row = spans(code, metric)
         row["window"] = row["prev_window"] = int(total or 0)
 
@@ -264,7 +279,7 @@ def _daily_counts(
         .where(d.day.in_([today, yesterday, prev_start]), in_scope_)
         .group_by(d.commune_code, d.metric)
     )
-    for code, metric, on_today, on_yesterday, on_prev_start in session.execute(points):
+    for code, metric, on_today, on_yesterday, on_prev_start in _read(session, points):
         row = spans(code, metric)
         row["today"], row["yesterday"] = int(on_today), int(on_yesterday)
         if metric in WINDOW_METRICS:
@@ -290,7 +305,7 @@ def _queue_today(session: Session, settings: Settings, today: date) -> dict[str,
         .group_by(q.commune_code)
     )
     out: dict[str, dict[str, Any]] = {}
-    for code, waiting, avg_wait, oldest, waited in session.execute(stmt):
+    for code, waiting, avg_wait, oldest, waited in _read(session, stmt):
         out[code] = {
             "waiting": int(waiting or 0),
             "avg_wait_s": None if avg_wait is None else float(avg_wait),
@@ -329,7 +344,7 @@ def _counters_open(session: Session, settings: Settings) -> dict[str, int]:
         )
         .group_by(CounterState.commune_code)
     )
-    return {code: int(n) for code, n in session.execute(stmt)}
+    return {code: int(n) for code, n in _read(session, stmt)}
 
 
 def _open_alerts_by_commune(session: Session) -> dict[str | None, int]:
@@ -338,24 +353,39 @@ def _open_alerts_by_commune(session: Session) -> dict[str | None, int]:
         .where(Alert.state == "open")
         .group_by(Alert.commune_code)
     )
-    return {code: int(n) for code, n in session.execute(stmt)}
+    return {code: int(n) for code, n in _read(session, stmt)}
+
+
+# What the wall reads of a centre's feed (domain.feed and the rows below), as plain rows.
+_FEED_COLUMNS = (
+    CentreFeed.commune_code,
+    CentreFeed.reported_state,
+    CentreFeed.last_heartbeat_arrived_at,
+    CentreFeed.last_event_at,
+    CentreFeed.last_arrival_at,
+    CentreFeed.last_lag_seconds,
+)
+# A plain row read by attribute like the model's object (a feed, or a commune below).
+_Row = Row[*tuple[Any, ...]]
 
 
 @_shared
-def _feeds(session: Session, settings: Settings) -> dict[str, CentreFeed]:
-    rows = session.scalars(
-        select(CentreFeed).where(commune_filter(session, settings, CentreFeed.commune_code))
+def _feeds(session: Session, settings: Settings) -> dict[str, _Row]:
+    rows = _read(
+        session,
+        select(*_FEED_COLUMNS).where(commune_filter(session, settings, CentreFeed.commune_code)),
     )
     return {f.commune_code: f for f in rows}
 
 
 def _collector_beat(session: Session) -> datetime | None:
     # Several collectors may share a subscription; the newest beat says data still flows.
-    return session.scalar(
+    return _read(
+        session,
         select(func.max(Heartbeat.beat_at)).where(
             Heartbeat.name.like(f"{COLLECTOR_HEARTBEAT_PREFIX}%")
-        )
-    )
+        ),
+    ).scalar()
 
 
 def _metric(daily: dict[str, dict[str, int]], metric: str, when: str) -> int:
@@ -414,7 +444,7 @@ def _same_time_yesterday(session: Session, settings: Settings, now: datetime) ->
         d.returned_at < cut,
         d.status == RETURNED,
     )
-    rows = session.execute(union_all(received, finished, returned)).all()
+    rows = _read(session, union_all(received, finished, returned)).all()
     (n_received, n_online), (n_finished, _), (n_returned, _) = rows
     return {
         "received_today": int(n_received or 0),
@@ -443,7 +473,7 @@ def snapshot_near(
         .order_by(s.taken_at.asc())
         .limit(1),
     ]
-    found = [row for stmt in around for row in session.execute(stmt).all()]
+    found = [row for stmt in around for row in _read(session, stmt).all()]
     if not found:
         return None
     taken_at, figures = min(found, key=lambda row: abs(row.taken_at - at))
@@ -594,13 +624,13 @@ def province_summary(
 
 
 def _commune_row(
-    commune: Commune,
+    commune: Commune | _Row,
     *,
     due: dict[str, int] | None,
     daily: dict[str, dict[str, int]],
     queue: dict[str, Any] | None,
     counters_open: int,
-    feed: CentreFeed | None,
+    feed: _Row | None,
     open_alerts: int,
     settings: Settings,
     now: datetime,
@@ -637,7 +667,7 @@ def _commune_rows_for(
     settings: Settings,
     calendar: WorkingCalendar,
     now: datetime,
-    communes: list[Commune],
+    communes: Sequence[Commune | _Row],
 ) -> list[dict[str, Any]]:
     today = local_today(now)
     due = _due_counts(session, settings, now, due_soon_until(settings, calendar, now))
@@ -666,9 +696,12 @@ def commune_rows(
     session: Session, settings: Settings, calendar: WorkingCalendar, now: datetime
 ) -> list[dict[str, Any]]:
     """One row per commune of the province, in code order; communes without data get zeros."""
-    communes = list(
-        session.scalars(select(Commune).where(in_scope(settings)).order_by(Commune.code))
-    )
+    communes = _read(
+        session,
+        select(Commune.code, Commune.name, Commune.province_code, Commune.division_type)
+        .where(in_scope(settings))
+        .order_by(Commune.code),
+    ).all()
     return _commune_rows_for(session, settings, calendar, now, communes)
 
 
@@ -696,7 +729,7 @@ def province_rows(
     metrics: dict[str, dict[str, dict[str, int]]] = {}
     queues: dict[str, list[dict[str, Any]]] = defaultdict(list)
     communes = select(Commune.code, Commune.province_code).where(in_scope(settings))
-    for code, province in session.execute(communes.order_by(Commune.province_code)):
+    for code, province in _read(session, communes.order_by(Commune.province_code)):
         row = provinces.get(province)
         if row is None:
             row = provinces[province] = {

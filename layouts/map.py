@@ -34,6 +34,7 @@ from dash import Patch
 
 from layouts.format import fmt_int, fmt_minutes, fmt_pct
 from layouts.i18n import t
+from layouts.static import compressed_response
 
 MEASURES = ("overdue", "due_soon", "open", "on_time_rate", "queue_waiting", "feed_state")
 # On the country's map a province has many feeds: it is coloured by how many centres are silent.
@@ -152,18 +153,14 @@ def register_geo_files(server: flask.Flask, config_dir: Path) -> None:
         found = geo_file(name, config_dir)
         if found is None:
             flask.abort(404)
-        request = flask.request
-        if found.version in request.if_none_match:
-            response = flask.Response(status=304)
-        elif "gzip" in request.accept_encodings:
-            response = flask.Response(found.gzipped, mimetype="application/geo+json")
-            response.headers["Content-Encoding"] = "gzip"
-        else:
-            response = flask.Response(found.body, mimetype="application/geo+json")
-        response.set_etag(found.version)
-        response.headers["Vary"] = "Accept-Encoding"
+        response = compressed_response(
+            etag=found.version,
+            gzipped=found.gzipped,
+            body=lambda: found.body,
+            mimetype="application/geo+json",
+        )
         response.cache_control.private = True
-        if request.args.get("v") == found.version:
+        if flask.request.args.get("v") == found.version:
             response.cache_control.max_age = GEO_MAX_AGE_S
             response.cache_control.immutable = True
         else:

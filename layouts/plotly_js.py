@@ -28,6 +28,8 @@ import dash
 import flask
 from plotly.offline import get_plotlyjs_version
 
+from layouts.static import compressed_response
+
 log = logging.getLogger(__name__)
 
 BUNDLE_FILE = Path(__file__).resolve().parent / "vendor" / "plotly-wall.min.js.gz"
@@ -88,17 +90,12 @@ def register_plotly_bundle(app: dash.Dash) -> Bundle | None:
         return None
 
     def plotly_js() -> flask.Response:
-        request = flask.request
-        if bundle.etag in request.if_none_match:
-            response = flask.Response(status=304)
-        else:
-            if "gzip" in request.accept_encodings:
-                response = flask.Response(bundle.gzipped, mimetype="text/javascript")
-                response.headers["Content-Encoding"] = "gzip"
-            else:
-                response = flask.Response(bundle.body, mimetype="text/javascript")
-        response.set_etag(bundle.etag)
-        response.headers["Vary"] = "Accept-Encoding"
+        response = compressed_response(
+            etag=bundle.etag,
+            gzipped=bundle.gzipped,
+            body=lambda: bundle.body,
+            mimetype="text/javascript",
+        )
         response.cache_control.no_cache = True  # revalidated (304) on each page load, as Dash does
         return response
 

@@ -334,6 +334,13 @@ def test_a_commune_opens_from_the_map_and_shows_its_page(dash_duo: Any, province
         f"return [marks('{ids.COMMUNE_DAILY}'), marks('{ids.COMMUNE_QUEUE}')];"
     )
     (daily_traces, daily_bars, daily_lines), (queue_traces, queue_bars, _) = drawn
+    # A long alert (a procedure's full name) stays on its line: the page never scrolls
+    # sideways and the charts keep their half of the screen.
+    widths = dash_duo.driver.execute_script(
+        "return [document.documentElement.scrollWidth, window.innerWidth,"
+        f" document.getElementById('{ids.COMMUNE_DAILY}').getBoundingClientRect().width];"
+    )
+    assert widths[0] <= widths[1] and widths[2] > 0.4 * widths[1], widths
     assert daily_traces == ["bar:true", "bar:true", "scatter:true"]
     assert daily_bars > 0 and daily_lines == 1
     assert queue_traces == ["bar:true"] and queue_bars > 0

@@ -28,6 +28,13 @@ THUONG_LAM = "02269"
 HA_GIANG_2 = "00691"
 OFFLINE_COMMUNE = "01165"
 STALE_COMMUNE = "00700"
+PROCEDURE_NAMES = (
+    "Đăng ký khai sinh",
+    "Cấp bản sao trích lục hộ tịch",
+    "Chứng thực bản sao từ bản chính giấy tờ, văn bản do cơ quan, tổ chức có thẩm quyền của "
+    "Việt Nam; cơ quan, tổ chức có thẩm quyền của nước ngoài; cơ quan, tổ chức có thẩm quyền "
+    "của Việt Nam liên kết với cơ quan, tổ chức có thẩm quyền của nước ngoài cấp hoặc chứng nhận",
+)
 
 
 def seed_province(engine: Engine, *, collector_beat_age_s: float = 5.0) -> None:
@@ -126,7 +133,9 @@ def seed_province(engine: Engine, *, collector_beat_age_s: float = 5.0) -> None:
                     due_at=NOW - timedelta(days=1),
                     raised_at=NOW - timedelta(minutes=30 - i),
                     state="open",
-                    message=f"Hồ sơ 000.00.22.H56-251123-000{i} đã quá hạn (cấp {level})",
+                    # As the engine writes them: the procedure's name, sometimes very long.
+                    message=f"Hồ sơ 000.00.22.H56-251123-000{i} ({PROCEDURE_NAMES[i]})"
+                    f" đã quá hạn (cấp {level})",
                 )
             )
         for i in range(3):

@@ -177,8 +177,16 @@ class Child:
     env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
+        # Its own session: a terminal's Ctrl-C reaches the demo alone, which stops each child
+        # with one SIGTERM. Reached by the terminal as well, a gunicorn gthread worker got two
+        # quit signals at once (Ctrl-C's and its master's), re-entered its thread pool's
+        # shutdown inside the signal handler, deadlocked (cpython#121649) and outlived the demo.
         self.proc = subprocess.Popen(
-            self.argv, env=self.env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+            self.argv,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+            start_new_session=True,
         )
 
     def alive(self) -> bool:

@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.conftest import free_port
@@ -70,8 +71,10 @@ def test_demo_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # a terminal's foreground job: Ctrl-C signals its whole group
     )
     base = f"http://127.0.0.1:{port}"
+    started: list[psutil.Process] = []
     try:
         link = _wait_for(lambda: _kiosk_link(tmp_path / "demo.log"), 120)
         _wait_for(lambda: _browser.open(link, timeout=5).status == 200, 120)
@@ -88,8 +91,10 @@ def test_demo_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
         _wait_for(moved, 60)
         html = _browser.open(base + "/", timeout=5).read().decode()
         assert "_dash-app-content" in html or "react-entry-point" in html
+        started = psutil.Process(proc.pid).children(recursive=True)
+        assert len(started) >= 4, started  # broker, collector, alert engine, web and its worker
     finally:
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the demo's terminal does
         try:
             code = proc.wait(40)
         except subprocess.TimeoutExpired:
@@ -101,3 +106,6 @@ def test_demo_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
     assert code == 0, output[-3000:]
     assert "stopped." in output
     assert "Traceback" not in output, output[-3000:]
+    # Nothing the demo started outlives it (the web server's workers included).
+    _, alive = psutil.wait_procs(started, timeout=5)
+    assert not alive, [(p.pid, p.cmdline()) for p in alive]

@@ -68,6 +68,7 @@ from control_center.db import make_engine  # noqa: E402
 from control_center.domain.calendar import LOCAL_TZ  # noqa: E402
 from control_center.migrate import upgrade_schema  # noqa: E402
 from control_center.reference import seed_reference_data  # noqa: E402
+from control_center.runtime import freeze_startup_heap  # noqa: E402
 from control_center.settings import load_settings  # noqa: E402
 from layouts import ids  # noqa: E402
 
@@ -569,6 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Rendering is measured here, not sign-in: the callbacks run as the open wall.
             settings = load_settings(database_url=url, province=PROVINCE, auth_required=False)
             app = create_app(settings, clock=lambda: NOW)
+            freeze_startup_heap()  # as a gunicorn worker does once its app is built
             client = app.server.test_client()
 
             print("refresh callbacks (server time, Flask test client):")

@@ -56,6 +56,13 @@ def on_starting(server: Any) -> None:
     os.makedirs(directory, exist_ok=True)
 
 
+def post_worker_init(worker: Any) -> None:
+    # The worker has built its app (no preload): out of the garbage collector's sight from now.
+    from control_center.runtime import freeze_startup_heap
+
+    freeze_startup_heap()
+
+
 def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gc
+import importlib
 import os
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from control_center.db import Database, engine_from_settings
@@ -58,3 +62,16 @@ def test_a_forked_worker_builds_its_own_engine_and_connections(db_url: str) -> N
     # The parent's pooled connection still works after the child came and went.
     assert backend_id(db) == parent_backend
     db.dispose()
+
+
+def test_a_web_worker_hides_its_start_up_objects_from_the_garbage_collector(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # the config sets it if unset
+    conf = importlib.import_module("control_center.gunicorn_conf")
+    before = gc.get_freeze_count()
+    try:
+        conf.post_worker_init(None)  # gunicorn calls it once the worker has built its app
+        assert gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()

@@ -21,6 +21,8 @@ sizing; in short:
   worker's poller, not in a thread.
 - ``max_requests``: each worker is replaced after about 5,000 requests (jittered so they do not
   all restart at once), which bounds slow memory growth over months of kiosk refreshes.
+- ``post_worker_init`` freezes the worker's start-up heap for the garbage collector (see
+  ``control_center.runtime.freeze_startup_heap``).
 """
 
 import multiprocessing

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import gzip
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -22,22 +23,27 @@ ROOT = Path(__file__).resolve().parent.parent
 URL = "/" + PLOTLY_JS_PATH
 
 
+def app_sources() -> Iterator[Path]:
+    """The app's Python files: what the browser's figures are built from."""
+    for package in ("layouts", "control_center", "alerts"):
+        yield from (ROOT / package).rglob("*.py")
+
+
 def trace_types_in_code() -> set[str]:
     """The type of every ``go.<Trace>(...)`` the app's code constructs."""
     found: set[str] = set()
-    for package in ("layouts", "control_center", "alerts"):
-        for path in (ROOT / package).rglob("*.py"):
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-            for node in ast.walk(tree):
-                if (
-                    isinstance(node, ast.Call)
-                    and isinstance(node.func, ast.Attribute)
-                    and isinstance(node.func.value, ast.Name)
-                    and node.func.value.id == "go"
-                ):
-                    cls = getattr(go, node.func.attr)
-                    if isinstance(cls, type) and issubclass(cls, BaseTraceType):
-                        found.add(cls().type)
+    for path in app_sources():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "go"
+            ):
+                cls = getattr(go, node.func.attr)
+                if isinstance(cls, type) and issubclass(cls, BaseTraceType):
+                    found.add(cls().type)
     return found
 
 
@@ -64,9 +70,8 @@ def test_the_bundle_holds_every_trace_type_the_app_draws() -> None:
 
 def test_plotly_express_is_not_used() -> None:
     # Its figures can hold any trace type; the scan above would not see them.
-    for package in ("layouts", "control_center", "alerts"):
-        for path in (ROOT / package).rglob("*.py"):
-            assert "plotly.express" not in path.read_text(encoding="utf-8"), path
+    for path in app_sources():
+        assert "plotly.express" not in path.read_text(encoding="utf-8"), path
 
 
 def test_dcc_graph_gets_the_partial_bundle_gzipped_and_revalidated(tmp_path: Path) -> None:

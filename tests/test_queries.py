@@ -884,3 +884,49 @@ def test_wall_queries_do_not_loop_over_communes(
     # one more (three index ranges in one UNION ALL).
     assert rows_statements <= 11
     assert summary_statements <= 15
+
+
+def test_a_province_leaves_out_other_provinces_communes_in_a_shared_database(
+    db_url: str, session: Session, world: World, settings: Settings, calendar: WorkingCalendar
+) -> None:
+    now = vn(11, 27, 10)
+    world.dossier(THUONG_LAM, received_at=vn(11, 27, 8), due_at=vn(11, 27, 9))
+    world.commit()
+    bound: list[int] = []
+
+    def count_parameters(*args: Any) -> None:
+        parameters = args[3]
+        bound.append(len(parameters) if isinstance(parameters, list | tuple | dict) else 1)
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", count_parameters)
+    try:
+        alone = queries.province_summary(session, settings, calendar, now)
+        queries.commune_rows(session, settings, calendar, now)
+    finally:
+        event.remove(engine, "before_cursor_execute", count_parameters)
+    # The database holds this province only: no statement binds its 124 commune codes.
+    assert max(bound) < 50
+    assert (alone["open"], alone["overdue"], alone["received_today"]) == (1, 1, 1)
+
+    # Another province's commune and a dossier there (a national database, say).
+    other = province_communes("01")[0]
+    session.add(
+        Commune(
+            code=other.code,
+            province_code=other.province_code,
+            name=other.name,
+            division_type=other.division_type,
+        )
+    )
+    world.dossier(other.code, received_at=vn(11, 27, 8), due_at=vn(11, 27, 9))
+    world.commit()
+    with session_factory(engine)() as fresh:  # the scope is read once per session
+        shared = queries.province_summary(fresh, settings, calendar, now)
+        codes = {r["code"] for r in queries.commune_rows(fresh, settings, calendar, now)}
+        national = queries.province_summary(
+            fresh, load_settings(database_url=db_url, scope="national"), calendar, now
+        )
+    assert (shared["open"], shared["overdue"], shared["received_today"]) == (1, 1, 1)
+    assert other.code not in codes and len(codes) == 124
+    assert (national["open"], national["overdue"], national["received_today"]) == (2, 2, 2)

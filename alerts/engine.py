@@ -84,7 +84,7 @@ from control_center.models import (
     Alert,
     CentreFeed,
     Commune,
-    CommuneDaily,
+    CommuneDay,
     CommuneDueBucket,
     Dossier,
     Heartbeat,
@@ -602,11 +602,10 @@ def _at_risk(
     start = today - timedelta(days=rule.history_days)
     finished: dict[str, dict[Any, int]] = defaultdict(dict)
     for commune_code, day, value in session.execute(
-        select(CommuneDaily.commune_code, CommuneDaily.day, CommuneDaily.value).where(
-            CommuneDaily.metric == "finished",
-            CommuneDaily.day >= start,
-            CommuneDaily.day < today,
-            CommuneDaily.commune_code.in_(communes),
+        select(CommuneDay.commune_code, CommuneDay.day, CommuneDay.finished).where(
+            CommuneDay.day >= start,
+            CommuneDay.day < today,
+            CommuneDay.commune_code.in_(communes),
         )
     ):
         finished[commune_code][day] = int(value)

@@ -8,7 +8,7 @@ What it does (issue 6, "Performance"):
 
 1. Builds a province: the 124 communes of Tuyên Quang and N *open* dossiers, written in bulk
    (Core executemany on SQLite, COPY on PostgreSQL) with the aggregates the collector would
-   maintain (``commune_due_buckets``, 14 days of ``commune_daily``, ``centre_feeds``). Due
+   maintain (``commune_due_buckets``, 14 days of ``commune_days``, ``centre_feeds``). Due
    dates are at the end of a working day, from 5 working days ago to 15 ahead: 5% overdue
    (half of them with an apology slip), the rest spread over the coming three weeks, the
    shape of a real backlog.
@@ -67,7 +67,7 @@ from sqlalchemy.engine import Engine  # noqa: E402
 from alerts.engine import evaluate  # noqa: E402
 from alerts.policy import load_policy  # noqa: E402
 from bench.scratch_db import scratch_postgres  # noqa: E402
-from collectors.ingest import recount_commune_backlog  # noqa: E402
+from collectors.ingest import commune_day_rows, recount_commune_backlog  # noqa: E402
 from control_center import models as m  # noqa: E402
 from control_center.db import make_engine, session_factory  # noqa: E402
 from control_center.domain.calendar import LOCAL_TZ, WorkingCalendar  # noqa: E402
@@ -227,20 +227,13 @@ def build_province(engine: Engine, calendar: WorkingCalendar, n: int, seed: int 
         recount_commune_backlog(conn)
         # Each centre finished ~1/15 of its backlog per working day over the last two weeks.
         per_day = max(1, n // len(communes) // 15)
-        daily = []
-        for c in communes:
-            for back in range(1, 15):
-                day = today - timedelta(days=back)
-                if calendar.is_working_day(day):
-                    daily.append(
-                        {
-                            "commune_code": c,
-                            "day": day,
-                            "metric": "finished",
-                            "value": int(per_day * rng.uniform(0.6, 1.2)),
-                        }
-                    )
-        conn.execute(insert(m.CommuneDaily.__table__), daily)
+        daily = {
+            (c, day, "finished"): int(per_day * rng.uniform(0.6, 1.2))
+            for c in communes
+            for day in (today - timedelta(days=back) for back in range(1, 15))
+            if calendar.is_working_day(day)
+        }
+        conn.execute(insert(m.CommuneDay.__table__), commune_day_rows(daily))
         now = START.astimezone(UTC)
         conn.execute(
             insert(m.CentreFeed.__table__),

@@ -12,7 +12,7 @@ What it does (issue 5, "Performance"):
    catalogue, then N dossiers (COPY on PostgreSQL): received over the last year, 85%
    finished, 15% open (due dates from 40 working days ago to 3 weeks ahead, so about 100,000
    overdue at full size, with apologies, extensions and 30 handlers), with the aggregates the
-   collector maintains (``commune_due_buckets``, ``commune_backlog``, ``commune_daily``), an
+   collector maintains (``commune_due_buckets``, ``commune_backlog``, ``commune_days``), an
    alert for one overdue dossier in five and the dossiers' stored escalation level
    (``alerts.levels``). ``VACUUM ANALYZE`` afterwards (``ANALYZE`` on SQLite), as autovacuum
    does after a bulk insert.
@@ -58,14 +58,14 @@ from sqlalchemy import Engine, func, insert, select, text, true  # noqa: E402
 from alerts import levels  # noqa: E402
 from bench.machine import describe as describe_machine  # noqa: E402
 from bench.scratch_db import scratch_postgres  # noqa: E402
-from collectors.ingest import recount_commune_backlog  # noqa: E402
+from collectors.ingest import commune_day_rows, recount_commune_backlog  # noqa: E402
 from control_center import exports, queries  # noqa: E402
 from control_center.db import Database, make_engine, session_factory  # noqa: E402
 from control_center.domain.calendar import LOCAL_TZ, load_calendar  # noqa: E402
 from control_center.migrate import upgrade_schema  # noqa: E402
 from control_center.models import (  # noqa: E402
     Alert,
-    CommuneDaily,
+    CommuneDay,
     CommuneDueBucket,
     Dossier,
     Procedure,
@@ -203,13 +203,7 @@ def build(engine: Engine, n: int, seed: int = 5) -> dict[str, Any]:
             ],
         )
         recount_commune_backlog(session.connection())
-        session.execute(
-            insert(CommuneDaily),
-            [
-                {"commune_code": c, "day": d, "metric": m, "value": k}
-                for (c, d, m), k in daily.items()
-            ],
-        )
+        session.execute(insert(CommuneDay), commune_day_rows(daily))
         session.execute(
             insert(Alert),
             [

@@ -15,7 +15,7 @@ What it does:
    usual bulk load): received over the last year (skewed to recent weeks), some communes much
    busier than others, 90% online, the young ones mostly open and a few old ones still open
    and overdue. The aggregates the collector maintains (``commune_due_buckets``,
-   ``commune_daily``) are then rebuilt from those rows by :func:`rebuild_aggregates`, the SQL
+   ``commune_days``) are then rebuilt from those rows by :func:`rebuild_aggregates`, the SQL
    equivalent of ``domain.dossier.due_bucket_key`` and ``daily_contributions``;
    ``tests/test_national_bench.py`` checks it against the collector's own consistency check on
    a small build. Centre feeds, today's queue tickets, counters, open alerts and a fresh
@@ -71,6 +71,7 @@ from collectors.ingest import recount_commune_backlog  # noqa: E402
 from control_center import models as m  # noqa: E402
 from control_center.app import create_app  # noqa: E402
 from control_center.db import make_engine  # noqa: E402
+from control_center.domain.dossier import DAILY_METRICS  # noqa: E402
 from control_center.migrate import upgrade_schema  # noqa: E402
 from control_center.national import national_view  # noqa: E402
 from control_center.reference import seed_reference_data  # noqa: E402
@@ -243,7 +244,7 @@ def insert_dossiers(engine: Engine, n_dossiers: int, seed: int) -> None:
 
 
 def rebuild_aggregates(engine: Engine) -> None:
-    """``commune_due_buckets`` (and ``commune_backlog``) and ``commune_daily`` from the
+    """``commune_due_buckets`` (and ``commune_backlog``) and ``commune_days`` from the
     dossiers table, in SQL.
 
     The equivalent of summing ``domain.dossier.due_bucket_key`` and ``daily_contributions``
@@ -284,11 +285,12 @@ def rebuild_aggregates(engine: Engine) -> None:
         f"FROM dossiers WHERE {at} IS NOT NULL AND {where}"
         for commune, at, metric, where in daily
     )
+    per_metric = ", ".join(f"count(*) FILTER (WHERE metric = '{k}')" for k in DAILY_METRICS)
     with engine.begin() as conn:
         conn.execute(text("SET LOCAL work_mem = '256MB'"))
         conn.execute(text(f"SET LOCAL TimeZone = '{LOCAL_TZ_SQL}'"))
         conn.execute(text("DELETE FROM commune_due_buckets"))
-        conn.execute(text("DELETE FROM commune_daily"))
+        conn.execute(text("DELETE FROM commune_days"))
         conn.execute(
             text(
                 f"INSERT INTO commune_due_buckets ({', '.join(bucket_columns)}) "
@@ -299,9 +301,9 @@ def rebuild_aggregates(engine: Engine) -> None:
         recount_commune_backlog(conn)
         conn.execute(
             text(
-                "INSERT INTO commune_daily (commune_code, day, metric, value) "
-                f"SELECT commune_code, day, metric, count(*) FROM ({parts}) AS c "
-                "GROUP BY commune_code, day, metric"
+                f"INSERT INTO commune_days (commune_code, day, {', '.join(DAILY_METRICS)}) "
+                f"SELECT commune_code, day, {per_metric} FROM ({parts}) AS c "
+                "GROUP BY commune_code, day"
             )
         )
 
@@ -330,7 +332,7 @@ def build(url: str, n_dossiers: int, seed: int = 34) -> dict[str, Any]:
                     "SELECT (SELECT count(*) FROM communes), "
                     "(SELECT count(*) FROM dossiers WHERE is_open), "
                     "(SELECT count(*) FROM commune_due_buckets), "
-                    "(SELECT count(*) FROM commune_daily), "
+                    "(SELECT count(*) FROM commune_days), "
                     "pg_size_pretty(pg_database_size(current_database()))"
                 )
             ).one()

@@ -11,7 +11,7 @@ What it does:
    dropped afterwards) with the schema, the 124 communes of Tuyên Quang and the procedure
    catalogue; then N dossiers synthesised directly (one year of receipts, the last weeks still
    open, a few percent overdue) and, from the same rows, the aggregates the collector maintains
-   (``commune_due_buckets``, ``commune_backlog``, ``commune_daily``), plus one centre feed per
+   (``commune_due_buckets``, ``commune_backlog``, ``commune_days``), plus one centre feed per
    commune, today's queue tickets and counters, open alerts and a fresh collector heartbeat.
    Bulk inserts: a million dossiers take about a minute on SQLite.
 2. **Refresh.** The wall's periodic callback exactly as a browser sends it every tick
@@ -61,7 +61,7 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 from bench.machine import describe as describe_machine  # noqa: E402
 from bench.scratch_db import scratch_postgres  # noqa: E402
-from collectors.ingest import recount_commune_backlog  # noqa: E402
+from collectors.ingest import commune_day_rows, recount_commune_backlog  # noqa: E402
 from control_center import models as m  # noqa: E402
 from control_center.app import create_app  # noqa: E402
 from control_center.db import make_engine  # noqa: E402
@@ -222,13 +222,8 @@ def synthesise(engine: Engine, n_dossiers: int, seed: int = 766) -> dict[str, An
             ],
         )
         recount_commune_backlog(conn)
-        conn.execute(
-            insert(m.CommuneDaily),
-            [
-                {"commune_code": c, "day": day, "metric": metric, "value": n}
-                for (c, day, metric), n in daily.items()
-            ],
-        )
+        day_rows = commune_day_rows(daily)
+        conn.execute(insert(m.CommuneDay), day_rows)
         seed_live_state(conn, communes, rng)
     if engine.dialect.name == "postgresql":
         # VACUUM as autovacuum does after a bulk insert: index-only aggregate reads need the
@@ -243,7 +238,7 @@ def synthesise(engine: Engine, n_dossiers: int, seed: int = 766) -> dict[str, An
         "open": n_open,
         "overdue": n_overdue,
         "due_buckets": len(buckets),
-        "daily_rows": len(daily),
+        "daily_rows": len(day_rows),
         "seconds": time.perf_counter() - started,
     }
 

@@ -3,7 +3,7 @@
 Per batch: validate every message; keep rejects as dead letters; insert valid events
 idempotently (``event_id``); re-derive every dossier and queue ticket that received a *new*
 event from all of its events; and move the wall's aggregates (``commune_due_buckets``,
-``commune_daily``, ``centre_feeds``) by the difference between the old and the new state, in
+``commune_days``, ``centre_feeds``) by the difference between the old and the new state, in
 the same transaction, so the aggregates always equal a recomputation from the dossiers table.
 Everything is batched: a fixed number of statements per batch, never one per event.
 """
@@ -16,7 +16,7 @@ import logging
 import time
 import typing
 from collections import Counter, defaultdict
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -465,6 +465,17 @@ class Ingestor:
             session, table, rows, key, lambda ins: {column: table.c[column] + ins.excluded[column]}
         )
 
+    def _add_day_counts(self, session: Session, deltas: Counter[tuple[str, date, str]]) -> None:
+        """Add the day counters' deltas to ``commune_days`` (a row per commune and day)."""
+        table = m.CommuneDay.__table__
+        self._upsert(
+            session,
+            table,
+            commune_day_rows(deltas),
+            ["commune_code", "day"],
+            lambda ins: {k: table.c[k] + ins.excluded[k] for k in dd.DAILY_METRICS},
+        )
+
     # --- reference data ------------------------------------------------------------------
 
     def _refresh_reference(self, force: bool = False) -> None:
@@ -837,17 +848,7 @@ class Ingestor:
         )
         result.dossiers_changed += len(upserts)
         self._apply_due_buckets(session, buckets)
-        self._add_counts(
-            session,
-            m.CommuneDaily.__table__,
-            [
-                {"commune_code": c, "day": d, "metric": k, "value": n}
-                for (c, d, k), n in sorted(daily.items())
-                if n
-            ],
-            ["commune_code", "day", "metric"],
-            "value",
-        )
+        self._add_day_counts(session, daily)
         if resolved_event_ids:
             dl = typing.cast(Table, m.DeadLetter.__table__)
             for chunk in _chunks(resolved_event_ids):
@@ -1202,6 +1203,27 @@ def recount_commune_backlog(conn: Connection) -> None:
             select(b.commune_code, func.sum(b.open_count)).group_by(b.commune_code),
         )
     )
+
+
+def commune_day_rows(counts: Mapping[tuple[str, date, str], int]) -> list[dict[str, Any]]:
+    """``commune_days`` rows from counts keyed (commune, local day, metric) as
+    ``domain.dossier.daily_contributions`` gives them: a row per commune and day with every
+    metric (0 for those not counted), in key order; counts of 0 are left out."""
+    rows: dict[tuple[str, date], dict[str, Any]] = {}
+    for (commune, day, metric), n in sorted(counts.items()):
+        if not n:
+            continue
+        if metric not in dd.DAILY_METRICS:
+            raise ValueError(f"not a day counter: {metric!r}")
+        row = rows.get((commune, day))
+        if row is None:
+            row = rows[(commune, day)] = {
+                "commune_code": commune,
+                "day": day,
+                **dict.fromkeys(dd.DAILY_METRICS, 0),
+            }
+        row[metric] += n
+    return list(rows.values())
 
 
 def dead_letter_row(

@@ -2,7 +2,7 @@
 
 Timestamps are stored UTC-aware (``DateTime(timezone=True)``); SQLite drops the offset, so
 :class:`UTCDateTime` puts UTC back on read. Dossier and ticket state is *derived* from the
-append-only event tables; the aggregate tables (``commune_due_buckets``, ``commune_daily``)
+append-only event tables; the aggregate tables (``commune_due_buckets``, ``commune_days``)
 are maintained by the collector in the same transaction so that the wall never scans dossiers.
 """
 
@@ -271,24 +271,34 @@ class CommuneBacklog(Base):
     open_count: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class CommuneDaily(Base):
-    """Per commune per local day counters (received, finished by outcome, ...)."""
+class CommuneDay(Base):
+    """Per commune per local day counters (``domain.dossier.daily_contributions``): one row per
+    commune and day, one column per metric of ``DAILY_METRICS``.
 
-    __tablename__ = "commune_daily"
+    One row carries the day's every metric, so the wall's 30-day window is 30 rows per commune
+    (not 30 per metric) and today / yesterday one row each. SQLite keeps the rows in primary
+    key order (WITHOUT ROWID): a commune's days are contiguous, read without a lookup."""
+
+    __tablename__ = "commune_days"
 
     commune_code: Mapped[str] = mapped_column(String(5), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
-    metric: Mapped[str] = mapped_column(String(32), primary_key=True)
-    value: Mapped[int] = mapped_column(Integer, default=0)
+    received: Mapped[int] = mapped_column(Integer, default=0)
+    received_online: Mapped[int] = mapped_column(Integer, default=0)
+    finished: Mapped[int] = mapped_column(Integer, default=0)
+    finished_early: Mapped[int] = mapped_column(Integer, default=0)
+    finished_on_time: Mapped[int] = mapped_column(Integer, default=0)
+    finished_overdue: Mapped[int] = mapped_column(Integer, default=0)
+    finished_no_due: Mapped[int] = mapped_column(Integer, default=0)
+    returned: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    withdrawn: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (
-        Index("ix_commune_daily_day", "day", "metric"),
-        # Covering: every wall refresh reads today, yesterday and one more day per commune.
-        Index("ix_commune_daily_cover", "commune_code", "day", "metric", "value"),
-        # Covering, grouped as the wall sums its 30-day windows: metric before day, so each
-        # (commune, metric) is one range read in GROUP BY order (no sort), and only the
-        # metrics asked for.
-        Index("ix_commune_daily_window", "commune_code", "metric", "day", "value"),
+        # The days of every commune (today, yesterday; the window on PostgreSQL, which has no
+        # skip scan over the primary key's leading commune).
+        Index("ix_commune_days_day", "day"),
+        {"sqlite_with_rowid": False},
     )
 
 

@@ -4,7 +4,7 @@ Every function takes a session, the settings, the working-day calendar and an ex
 ``now`` (so tests and the wall agree on one clock) and returns JSON-ready dicts: aware
 datetimes, dates, ints, floats, strings; rates are fractions in 0..1, ``None`` without data.
 
-They read the aggregates the collector maintains (``commune_due_buckets``, ``commune_daily``,
+They read the aggregates the collector maintains (``commune_due_buckets``, ``commune_days``,
 ``centre_feeds``, ``queue_tickets``, ...) with a handful of GROUP BY queries per call and no
 per-commune loops. Only the paged dossier lists touch ``dossiers``, through its indexes.
 """
@@ -44,13 +44,19 @@ from sqlalchemy.sql.operators import custom_op
 
 from control_center.domain import feed as feeds
 from control_center.domain.calendar import LOCAL_TZ, WorkingCalendar
-from control_center.domain.dossier import FINISHED, NOT_ACCEPTED, RESULT_READY, RETURNED
+from control_center.domain.dossier import (
+    DAILY_METRICS,
+    FINISHED,
+    NOT_ACCEPTED,
+    RESULT_READY,
+    RETURNED,
+)
 from control_center.models import (
     Alert,
     CentreFeed,
     Commune,
     CommuneBacklog,
-    CommuneDaily,
+    CommuneDay,
     CommuneDueBucket,
     CounterState,
     DeadLetter,
@@ -252,50 +258,54 @@ WINDOW_METRICS = (
 def _daily_counts(
     session: Session, settings: Settings, today: date
 ) -> dict[str, dict[str, dict[str, int]]]:
-    """{commune: {metric: {today, yesterday, window, prev_window}}} from commune_daily.
+    """{commune: {metric: {today, yesterday, window, prev_window}}} from commune_days.
 
     ``window`` is the 30 days ending today and ``prev_window`` the 30 days ending yesterday,
     for :data:`WINDOW_METRICS` (0 for the other metrics, which are read by the day)."""
-    d = CommuneDaily
+    d = CommuneDay
     yesterday = today - timedelta(days=1)
     window_start = today - timedelta(days=RATE_WINDOW_DAYS - 1)
     prev_start = window_start - timedelta(days=1)
     in_scope_ = commune_filter(session, settings, d.commune_code)
-    out: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
+    out: dict[str, dict[str, dict[str, int]]] = {}
 
-    def spans(code: str, metric: str) -> dict[str, int]:
-        return out[code].setdefault(
-            metric, {"today": 0, "yesterday": 0, "window": 0, "prev_window": 0}
-        )
-
-    # The window: one index range per commune and metric (ix_commune_daily_window), read in
-    # GROUP BY order. Today, yesterday and the day that drops out of yesterday's window are
-    # point lookups: prev_window = window - today + that day.
+    # The window: each commune's days are one range of the primary key, summed per metric.
     window = (
-        select(d.commune_code, d.metric, func.sum(d.value))
-        .where(in_scope_, d.metric.in_(WINDOW_METRICS), d.day >= window_start)
-        .group_by(d.commune_code, d.metric)
+        select(d.commune_code, *(func.sum(d.__table__.c[m]) for m in WINDOW_METRICS))
+        .where(in_scope_, d.day >= window_start)
+        .group_by(d.commune_code)
     )
-    for code, metric, total in _read(session, window):
-        row = spans(code, metric)
-        row["window"] = row["prev_window"] = int(total or 0)
+    for code, *totals in _read(session, window):
+        out[code] = {
+            metric: {"today": 0, "yesterday": 0, "window": int(n or 0), "prev_window": int(n or 0)}
+            for metric, n in zip(WINDOW_METRICS, totals, strict=True)
+        }
 
-    # The three days as sums per (commune, metric), not a row per day: no date to parse back
-    # for every row (SQLAlchemy's SQLite Date type reads each with a regular expression).
-    def on(day: date) -> ColumnElement[int]:
-        return func.sum(case((d.day == day, d.value), else_=0))
-
-    points = (
-        select(d.commune_code, d.metric, on(today), on(yesterday), on(prev_start))
-        .where(d.day.in_([today, yesterday, prev_start]), in_scope_)
-        .group_by(d.commune_code, d.metric)
+    # Today, yesterday and the day that drops out of yesterday's window: a row each per
+    # commune. prev_window = window - today + that day.
+    days = select(d.commune_code, d.day, *(d.__table__.c[m] for m in DAILY_METRICS)).where(
+        d.day.in_([today, yesterday, prev_start]), in_scope_
     )
-    for code, metric, on_today, on_yesterday, on_prev_start in _read(session, points):
-        row = spans(code, metric)
-        row["today"], row["yesterday"] = int(on_today), int(on_yesterday)
-        if metric in WINDOW_METRICS:
-            # prev_start is in yesterday's window only, today in today's only.
-            row["prev_window"] += int(on_prev_start) - int(on_today)
+    for code, day, *values in _read(session, days):
+        metrics = out.setdefault(code, {})
+        for metric, n in zip(DAILY_METRICS, values, strict=True):
+            spans = metrics.get(metric)
+            if spans is None:
+                spans = metrics[metric] = {
+                    "today": 0,
+                    "yesterday": 0,
+                    "window": 0,
+                    "prev_window": 0,
+                }
+            in_window = metric in WINDOW_METRICS
+            if day == today:
+                spans["today"] = n
+                if in_window:  # today is in today's window only
+                    spans["prev_window"] -= n
+            elif day == yesterday:
+                spans["yesterday"] = n
+            elif in_window:  # prev_start is in yesterday's window only
+                spans["prev_window"] += n
     return out
 
 
@@ -430,9 +440,9 @@ def _merge_daily(
 def _same_time_yesterday(session: Session, settings: Settings, now: datetime) -> dict[str, int]:
     """Province counters from yesterday's local midnight up to ``now - 24 h``.
 
-    ``commune_daily`` is per day, so the hour is read from ``dossiers``: one statement of three
+    ``commune_days`` is per day, so the hour is read from ``dossiers``: one statement of three
     index range scans (commune, received_at / finished_at / returned_at), each bounded to part
-    of one day's rows. Counted as ``commune_daily`` counts them (received online by channel,
+    of one day's rows. Counted as ``commune_days`` counts them (received online by channel,
     finished = result ready or returned, returned = handed back), by the current commune.
     """
     cut = now - timedelta(days=1)
@@ -522,7 +532,7 @@ def province_summary(
     ``progress_score`` follows Decision 766: 20 x (finished early or on time in the last 30
     days + open dossiers not yet due) / (finished with an outcome in the last 30 days + open
     dossiers with a due date). ``trend`` compares with yesterday: yesterday's whole-day
-    counters (from ``commune_daily``), dead letters up to the same time yesterday, the rates
+    counters (from ``commune_days``), dead letters up to the same time yesterday, the rates
     over the 30 days ending yesterday, and under ``same_time_yesterday`` the day counters from
     yesterday's midnight up to ``now - 24 h`` and the state figures of the summary snapshot
     nearest to ``now - 24 h`` (``snapshot_at``; None without one): what the wall's arrows
@@ -810,25 +820,28 @@ def commune_detail(
     today = local_today(now)
     first_day = today - timedelta(days=RATE_WINDOW_DAYS - 1)
 
-    per_day: dict[date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for day, metric, value in session.execute(
-        select(CommuneDaily.day, CommuneDaily.metric, CommuneDaily.value).where(
-            CommuneDaily.commune_code == code, CommuneDaily.day >= first_day
+    days = CommuneDay.__table__
+    per_day = {
+        row.day: row._mapping
+        for row in _read(
+            session, select(days).where(days.c.commune_code == code, days.c.day >= first_day)
         )
-    ):
-        per_day[day][metric] += value
-    detail["daily"] = [
-        {
-            "day": day,
-            "received": per_day[day]["received"],
-            "received_online": per_day[day]["received_online"],
-            "returned": per_day[day]["returned"],
-            # "on time" in the Decision 766 sense: early or on the due date.
-            "finished_on_time": per_day[day]["finished_early"] + per_day[day]["finished_on_time"],
-            "finished_overdue": per_day[day]["finished_overdue"],
-        }
-        for day in (first_day + timedelta(days=i) for i in range(RATE_WINDOW_DAYS))
-    ]
+    }
+    no_counts = dict.fromkeys(DAILY_METRICS, 0)
+    detail["daily"] = []
+    for day in (first_day + timedelta(days=i) for i in range(RATE_WINDOW_DAYS)):
+        n = per_day.get(day, no_counts)
+        detail["daily"].append(
+            {
+                "day": day,
+                "received": n["received"],
+                "received_online": n["received_online"],
+                "returned": n["returned"],
+                # "on time" in the Decision 766 sense: early or on the due date.
+                "finished_on_time": n["finished_early"] + n["finished_on_time"],
+                "finished_overdue": n["finished_overdue"],
+            }
+        )
 
     detail["overdue_dossiers"] = list_dossiers(
         session, settings, calendar, now, commune=code, state="overdue", limit=50, scope=scope

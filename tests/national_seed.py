@@ -12,7 +12,7 @@ from control_center.domain.calendar import LOCAL_TZ
 from control_center.migrate import upgrade_schema
 from control_center.models import (
     CentreFeed,
-    CommuneDaily,
+    CommuneDay,
     CommuneDueBucket,
     Heartbeat,
     QueueTicket,
@@ -61,15 +61,18 @@ def seed_country(engine: Engine, *, collector_beat_age_s: float = 5.0) -> None:
         recount_commune_backlog(session.connection())
         for k, code in enumerate(c for pair in SEEDED.values() for c in pair):
             received, online, on_time, late = 10 + 7 * k, 8 + 6 * k, 5 + k, k % 3
-            for metric, value in [
-                ("received", received),
-                ("received_online", online),
-                ("finished", on_time + late),
-                ("finished_on_time", on_time),
-                ("finished_overdue", late),
-                ("returned", on_time),
-            ]:
-                session.add(CommuneDaily(commune_code=code, day=today, metric=metric, value=value))
+            session.add(
+                CommuneDay(
+                    commune_code=code,
+                    day=today,
+                    received=received,
+                    received_online=online,
+                    finished=on_time + late,
+                    finished_on_time=on_time,
+                    finished_overdue=late,
+                    returned=on_time,
+                )
+            )
             # Hà Nội's second centre has gone offline; the others are live.
             seen = NOW - (timedelta(hours=3) if code == HANOI_B else timedelta(seconds=20))
             session.add(

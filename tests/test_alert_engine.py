@@ -23,7 +23,7 @@ from control_center.migrate import upgrade_schema
 from control_center.models import (
     Alert,
     CentreFeed,
-    CommuneDaily,
+    CommuneDay,
     CommuneDueBucket,
     Dossier,
     OutboxMessage,
@@ -529,8 +529,8 @@ def test_at_risk_forecast_uses_backlog_and_recent_completion_rate(world: World) 
     ]
     for i in range(1, 15):  # 14 days of history
         day = date(2026, 11, 26) - timedelta(days=i)
-        rows.append(CommuneDaily(commune_code=COMMUNE, day=day, metric="finished", value=1))
-        rows.append(CommuneDaily(commune_code="02272", day=day, metric="finished", value=30))
+        rows.append(CommuneDay(commune_code=COMMUNE, day=day, finished=1))
+        rows.append(CommuneDay(commune_code="02272", day=day, finished=30))
     world.add(*rows)
     world.cycle(now)
     [risk] = world.alerts(kind="at_risk")

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from control_center.domain.calendar import LOCAL_TZ, WorkingCalendar, load_calendar
 from control_center.domain.dossier import (
+    DAILY_METRICS,
     EARLY,
     IN_TIME,
     NO_DUE,
@@ -562,6 +563,7 @@ def test_states_and_their_contributions_are_consistent(events: list[Event], now:
     metrics = Counter()
     for (_, _, metric), value in daily_contributions(state).items():
         metrics[metric] += value
+    assert set(metrics) <= set(DAILY_METRICS)  # each has its column in commune_days
     assert metrics["received"] == 1
     assert metrics["received_online"] == (1 if state.channel == "online" else 0)
     finished_split = sum(metrics[f"finished_{o}"] for o in (EARLY, ON_TIME, OVERDUE, NO_DUE))

@@ -132,12 +132,14 @@ def dossiers(engine: Engine) -> dict[str, dict[str, Any]]:
 
 
 def aggregates(engine: Engine) -> tuple[dict[Any, int], dict[Any, int]]:
-    """commune_due_buckets and commune_daily as stored (zero rows dropped)."""
+    """commune_due_buckets and commune_days as stored, by (commune, day, metric) (zeros dropped)."""
     buckets: Counter[Any] = Counter()
     for r in rows(engine, m.CommuneDueBucket):
         buckets[(r["commune_code"], r["due_minute"], r["paused"])] += r["open_count"]
     daily = {
-        (r["commune_code"], r["day"], r["metric"]): r["value"] for r in rows(engine, m.CommuneDaily)
+        (r["commune_code"], r["day"], metric): r[metric]
+        for r in rows(engine, m.CommuneDay)
+        for metric in dd.DAILY_METRICS
     }
     return (
         {k: n for k, n in buckets.items() if n},

@@ -4,13 +4,15 @@ the models (so a model change without a regenerated migration fails here, not in
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
+import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, insert, inspect, select
 
 from control_center.db import make_engine, session_factory
+from control_center.domain.dossier import DAILY_METRICS
 from control_center.migrate import (
     alembic_config,
     current_revision,
@@ -19,7 +21,7 @@ from control_center.migrate import (
     model_drift,
     upgrade_schema,
 )
-from control_center.models import Base, Commune, CommuneBacklog, CommuneDueBucket
+from control_center.models import Base, Commune, CommuneBacklog, CommuneDay, CommuneDueBucket
 
 
 @pytest.fixture
@@ -110,3 +112,55 @@ def test_upgrade_to_0003_fills_the_backlog_from_existing_buckets(engine: Engine)
         rows = conn.execute(select(CommuneBacklog.commune_code, CommuneBacklog.open_count))
         backlog = {code: n for code, n in rows}
     assert backlog == {"02269": 6, "02272": 4}
+
+
+def test_upgrade_to_0004_moves_the_day_counters_into_a_row_per_commune_and_day(
+    engine: Engine,
+) -> None:
+    """A province upgraded in place keeps its rates and day counters: ``commune_daily``'s rows
+    (one per metric) become ``commune_days`` columns, and back on downgrade."""
+    upgrade_schema(engine, "0003_wall_refresh_reads")
+    old = sa.table(
+        "commune_daily",
+        sa.column("commune_code", sa.String),
+        sa.column("day", sa.Date),
+        sa.column("metric", sa.String),
+        sa.column("value", sa.Integer),
+    )
+    monday, tuesday = date(2026, 11, 23), date(2026, 11, 24)
+    kept = [
+        ("02269", monday, "received", 7),
+        ("02269", monday, "received_online", 5),
+        ("02269", monday, "finished_overdue", 2),
+        ("02269", tuesday, "withdrawn", 1),
+        ("02272", monday, "finished_no_due", 4),
+    ]
+    with engine.begin() as conn:
+        conn.execute(
+            insert(old),
+            [
+                {"commune_code": c, "day": d, "metric": k, "value": n}
+                for c, d, k, n in [*kept, ("02272", tuesday, "returned", 0)]
+            ],
+        )
+    upgrade_schema(engine)
+    assert "commune_daily" not in _tables(engine)
+    with engine.connect() as conn:
+        days = {
+            (r.commune_code, r.day): r._mapping for r in conn.execute(select(CommuneDay.__table__))
+        }
+    assert set(days) == {
+        ("02269", monday),
+        ("02269", tuesday),
+        ("02272", monday),
+        ("02272", tuesday),
+    }
+    moved = sorted(
+        (c, d, k, n) for (c, d), row in days.items() for k in DAILY_METRICS if (n := row[k])
+    )
+    assert moved == sorted(kept)
+
+    downgrade_schema(engine, "0003_wall_refresh_reads")
+    with engine.connect() as conn:
+        back = sorted(tuple(r) for r in conn.execute(select(old)))
+    assert back == sorted(kept)  # counters of 0 are not kept as rows

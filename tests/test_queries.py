@@ -1,7 +1,7 @@
 """Read-side queries against hand-built data, on SQLite and PostgreSQL.
 
 The rows are what the collector would have written: dossiers plus the aggregates
-(``commune_due_buckets``, ``commune_daily``) kept consistent with them by :class:`World`.
+(``commune_due_buckets``, ``commune_days``) kept consistent with them by :class:`World`.
 Dates: Friday 27 November 2026 is a working day, the weekend follows, Monday 30 is a working day.
 """
 
@@ -19,7 +19,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from alerts import levels
-from collectors.ingest import recount_commune_backlog
+from collectors.ingest import commune_day_rows, recount_commune_backlog
 from control_center import queries
 from control_center.db import make_engine, session_factory
 from control_center.domain.calendar import LOCAL_TZ, WorkingCalendar, load_calendar
@@ -30,7 +30,7 @@ from control_center.models import (
     Alert,
     CentreFeed,
     Commune,
-    CommuneDaily,
+    CommuneDay,
     CommuneDueBucket,
     CounterState,
     DeadLetter,
@@ -187,8 +187,8 @@ class World:
                     commune_code=commune, due_minute=minute, paused=paused, open_count=n
                 )
             )
-        for (commune, day, metric), n in self.daily.items():
-            self.session.add(CommuneDaily(commune_code=commune, day=day, metric=metric, value=n))
+        for row in commune_day_rows(self.daily):
+            self.session.add(CommuneDay(**row))
         self.session.flush()
         recount_commune_backlog(self.session.connection())
         self.buckets.clear()

@@ -12,9 +12,11 @@ from sqlalchemy import Connection, Engine, Select, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
+from collectors.ingest import commune_day_rows
 from control_center.db import add_counts, insert_ignore, make_engine, session_factory
+from control_center.domain.dossier import DAILY_METRICS
 from control_center.migrate import upgrade_schema
-from control_center.models import CommuneDaily, CommuneDueBucket, Dossier, DossierEvent
+from control_center.models import CommuneDay, CommuneDueBucket, Dossier, DossierEvent
 from control_center.reference import province_communes
 
 ICT = timezone(timedelta(hours=7))  # what centres send (+07:00)
@@ -130,59 +132,84 @@ def test_insert_ignore_keeps_the_first_copy_and_reports_only_new_keys(
 def test_insert_ignore_with_a_composite_key_returns_tuples(
     sessions: sessionmaker[Session],
 ) -> None:
-    table = CommuneDaily.__table__
-    key = ["commune_code", "day", "metric"]
-    row = {"commune_code": "02269", "day": date(2025, 11, 24), "metric": "received", "value": 3}
+    table = CommuneDay.__table__
+    key = ["commune_code", "day"]
+    row = {"commune_code": "02269", "day": date(2025, 11, 24), "received": 3}
     with sessions.begin() as session:
-        assert insert_ignore(session, table, [row], key) == [
-            ("02269", date(2025, 11, 24), "received")
-        ]
-        assert insert_ignore(session, table, [{**row, "value": 99}], key) == []
+        assert insert_ignore(session, table, [row], key) == [("02269", date(2025, 11, 24))]
+        assert insert_ignore(session, table, [{**row, "received": 99}], key) == []
     with sessions() as session:
-        assert session.scalars(select(CommuneDaily.value)).one() == 3
+        assert session.scalars(select(CommuneDay.received)).one() == 3
 
 
 # --- counters -------------------------------------------------------------------------------
 
 
+def test_commune_days_has_a_column_per_day_counter() -> None:
+    assert [c.name for c in CommuneDay.__table__.c][2:] == list(DAILY_METRICS)
+
+
+def test_commune_day_rows_put_a_commune_s_day_in_one_row() -> None:
+    monday = date(2026, 11, 23)
+    counts = {
+        ("02272", monday, "received"): 1,
+        ("02269", monday, "received"): 2,
+        ("02269", monday, "finished_overdue"): -1,  # a delta moving out
+        ("02269", monday, "returned"): 0,
+    }
+    rows = commune_day_rows(counts)
+    assert [(r["commune_code"], r["day"]) for r in rows] == [("02269", monday), ("02272", monday)]
+    assert {k: n for k, n in rows[0].items() if k in DAILY_METRICS and n} == {
+        "received": 2,
+        "finished_overdue": -1,
+    }
+    assert commune_day_rows({("02269", monday, "returned"): 0}) == []
+    with pytest.raises(ValueError, match="not a day counter"):
+        commune_day_rows({("02269", monday, "finished_late"): 1})
+
+
 def test_add_counts_inserts_then_adds_deltas(sessions: sessionmaker[Session]) -> None:
-    table = CommuneDaily.__table__
-    key = ["commune_code", "day", "metric"]
+    table = CommuneDay.__table__
+    key = ["commune_code", "day"]
     day = date(2025, 11, 24)
     with sessions.begin() as session:
         add_counts(
             session,
             table,
             [
-                {"commune_code": "02269", "day": day, "metric": "received", "value": 2},
-                {"commune_code": "02269", "day": day, "metric": "finished", "value": 1},
+                {"commune_code": "02269", "day": day, "finished": 2},
+                {"commune_code": "02269", "day": day - timedelta(days=1), "finished": 1},
             ],
             key,
-            "value",
+            "finished",
         )
     with sessions.begin() as session:
         add_counts(
             session,
             table,
             [
-                {"commune_code": "02269", "day": day, "metric": "received", "value": 3},
-                # A dossier moving out of a bucket arrives as a negative delta.
-                {"commune_code": "02269", "day": day, "metric": "finished", "value": -1},
-                {"commune_code": "00691", "day": day, "metric": "received", "value": 1},
+                {"commune_code": "02269", "day": day, "finished": 3},
+                # A dossier moving out of a count arrives as a negative delta.
+                {"commune_code": "02269", "day": day - timedelta(days=1), "finished": -1},
+                {"commune_code": "00691", "day": day, "finished": 1},
             ],
             key,
-            "value",
+            "finished",
         )
-        add_counts(session, table, [], key, "value")
+        add_counts(session, table, [], key, "finished")
 
     with sessions() as session:
         values = {
-            (c, m): v
-            for c, m, v in session.execute(
-                select(CommuneDaily.commune_code, CommuneDaily.metric, CommuneDaily.value)
+            (c, d): v
+            for c, d, v in session.execute(
+                select(CommuneDay.commune_code, CommuneDay.day, CommuneDay.finished)
             )
         }
-    assert values == {("02269", "received"): 5, ("02269", "finished"): 0, ("00691", "received"): 1}
+    assert values == {
+        ("02269", day): 5,
+        ("02269", day - timedelta(days=1)): 0,
+        ("00691", day): 1,
+    }
 
 
 def test_add_counts_sums_the_same_key_twice_in_one_batch(

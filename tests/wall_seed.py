@@ -13,7 +13,7 @@ from control_center.migrate import upgrade_schema
 from control_center.models import (
     Alert,
     CentreFeed,
-    CommuneDaily,
+    CommuneDay,
     CommuneDueBucket,
     CounterState,
     Dossier,
@@ -67,23 +67,22 @@ def seed_province(engine: Engine, *, collector_beat_age_s: float = 5.0) -> None:
             (HA_GIANG_2, 55, 50, 31),
             (STALE_COMMUNE, 8, 6, 2),
         ]:
-            for metric, value in [
-                ("received", received),
-                ("received_online", online),
-                ("returned", returned),
-                ("finished", returned),
-                ("finished_on_time", returned - 1),
-                ("finished_overdue", 1),
-            ]:
-                session.add(CommuneDaily(commune_code=code, day=today, metric=metric, value=value))
-                session.add(
-                    CommuneDaily(
-                        commune_code=code,
-                        day=today - timedelta(days=1),
-                        metric=metric,
-                        value=value + 3,
-                    )
+            counts = {
+                "received": received,
+                "received_online": online,
+                "returned": returned,
+                "finished": returned,
+                "finished_on_time": returned - 1,
+                "finished_overdue": 1,
+            }
+            session.add(CommuneDay(commune_code=code, day=today, **counts))
+            session.add(
+                CommuneDay(
+                    commune_code=code,
+                    day=today - timedelta(days=1),
+                    **{metric: value + 3 for metric, value in counts.items()},
                 )
+            )
         # Feeds: everyone live except one stale and one offline centre.
         for commune in province_communes("08"):
             if commune.code == OFFLINE_COMMUNE:

@@ -511,9 +511,24 @@ def clock_stopped_in_time(state: DossierState) -> bool:
     return state.paused_since is None or state.paused_since < state.due_at
 
 
+# What daily_contributions counts: the columns of commune_days, one row per commune and day.
+DAILY_METRICS = (
+    "received",
+    "received_online",
+    "finished",
+    "finished_early",
+    "finished_on_time",
+    "finished_overdue",
+    "finished_no_due",
+    "returned",
+    "rejected",
+    "withdrawn",
+)
+
+
 def daily_contributions(state: DossierState | None) -> dict[tuple[str, date, str], int]:
-    """Counters this dossier contributes to commune_daily: keys (commune_code, local day, metric).
-    Metrics: received (day of receipt, receiving commune), received_online, finished
+    """Counters this dossier contributes to commune_days: keys (commune_code, local day, metric),
+    a metric of :data:`DAILY_METRICS`. Metrics: received (day of receipt, receiving commune), received_online, finished
     (day of finish, current commune), finished_early, finished_on_time, finished_overdue,
     returned, rejected, withdrawn. The collector applies new - old on every state change.
 

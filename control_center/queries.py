@@ -258,10 +258,10 @@ WINDOW_METRICS = (
 def _daily_counts(
     session: Session, settings: Settings, today: date
 ) -> dict[str, dict[str, dict[str, int]]]:
-    """{commune: {metric: {today, yesterday, window, prev_window}}} from commune_days.
-
-    ``window`` is the 30 days ending today and ``prev_window`` the 30 days ending yesterday,
-    for :data:`WINDOW_METRICS` (0 for the other metrics, which are read by the day)."""
+    """{commune: {span: {metric: n}}} from commune_days, for the spans ``today``,
+    ``yesterday``, ``window`` (the 30 days ending today) and ``prev_window`` (the 30 days
+    ending yesterday); the windows hold :data:`WINDOW_METRICS`. A span or a metric without
+    data is absent (:func:`_metric` reads it as 0)."""
     d = CommuneDay
     yesterday = today - timedelta(days=1)
     window_start = today - timedelta(days=RATE_WINDOW_DAYS - 1)
@@ -275,10 +275,11 @@ def _daily_counts(
         .where(in_scope_, d.day >= window_start)
         .group_by(d.commune_code)
     )
-    for code, *totals in _read(session, window):
+    for code, *sums in _read(session, window):
+        totals = [int(n or 0) for n in sums]
         out[code] = {
-            metric: {"today": 0, "yesterday": 0, "window": int(n or 0), "prev_window": int(n or 0)}
-            for metric, n in zip(WINDOW_METRICS, totals, strict=True)
+            "window": dict(zip(WINDOW_METRICS, totals, strict=True)),
+            "prev_window": dict(zip(WINDOW_METRICS, totals, strict=True)),
         }
 
     # Today, yesterday and the day that drops out of yesterday's window: a row each per
@@ -287,25 +288,18 @@ def _daily_counts(
         d.day.in_([today, yesterday, prev_start]), in_scope_
     )
     for code, day, *values in _read(session, days):
-        metrics = out.setdefault(code, {})
-        for metric, n in zip(DAILY_METRICS, values, strict=True):
-            spans = metrics.get(metric)
-            if spans is None:
-                spans = metrics[metric] = {
-                    "today": 0,
-                    "yesterday": 0,
-                    "window": 0,
-                    "prev_window": 0,
-                }
-            in_window = metric in WINDOW_METRICS
-            if day == today:
-                spans["today"] = n
-                if in_window:  # today is in today's window only
-                    spans["prev_window"] -= n
-            elif day == yesterday:
-                spans["yesterday"] = n
-            elif in_window:  # prev_start is in yesterday's window only
-                spans["prev_window"] += n
+        spans = out.setdefault(code, {})
+        counts = dict(zip(DAILY_METRICS, values, strict=True))
+        if day == yesterday:
+            spans["yesterday"] = counts
+            continue
+        if day == today:
+            spans["today"] = counts
+        # today is in today's window only, prev_start in yesterday's only
+        sign = -1 if day == today else 1
+        prev = spans.setdefault("prev_window", dict.fromkeys(WINDOW_METRICS, 0))
+        for metric in WINDOW_METRICS:
+            prev[metric] += sign * counts[metric]
     return out
 
 
@@ -409,29 +403,32 @@ def _collector_beat(session: Session) -> datetime | None:
     ).scalar()
 
 
-def _metric(daily: dict[str, dict[str, int]], metric: str, when: str) -> int:
-    return daily.get(metric, {}).get(when, 0)
+def _metric(daily: Mapping[str, Mapping[str, int]], metric: str, when: str) -> int:
+    return daily.get(when, {}).get(metric, 0)
 
 
-def _on_time_rate(daily: dict[str, dict[str, int]], when: str) -> float | None:
+def _on_time_rate(daily: Mapping[str, Mapping[str, int]], when: str) -> float | None:
     good = _metric(daily, "finished_early", when) + _metric(daily, "finished_on_time", when)
     finished = good + _metric(daily, "finished_overdue", when)
     return _rate(good, finished)
 
 
-def _online_rate(daily: dict[str, dict[str, int]], when: str) -> float | None:
+def _online_rate(daily: Mapping[str, Mapping[str, int]], when: str) -> float | None:
     return _rate(_metric(daily, "received_online", when), _metric(daily, "received", when))
 
 
 def _merge_daily(
-    per_commune: dict[str, dict[str, dict[str, int]]],
+    per_commune: Iterable[Mapping[str, Mapping[str, int]]],
 ) -> dict[str, dict[str, int]]:
-    total: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for metrics in per_commune.values():
-        for metric, spans in metrics.items():
-            for span, value in spans.items():
-                total[metric][span] += value
-    return total
+    """Communes' :func:`_daily_counts` summed span by span, metric by metric."""
+    by_span: dict[str, list[Mapping[str, int]]] = defaultdict(list)
+    for spans in per_commune:
+        for span, counts in spans.items():
+            by_span[span].append(counts)
+    return {
+        span: {metric: sum(c.get(metric, 0) for c in counts) for metric in DAILY_METRICS}
+        for span, counts in by_span.items()
+    }
 
 
 # --- province summary -----------------------------------------------------------------------
@@ -554,7 +551,7 @@ def province_summary(
     )
     open_in_time = open_total - overdue - int(open_undated or 0)
 
-    daily = _merge_daily(_daily_counts(session, settings, today))
+    daily = _merge_daily(_daily_counts(session, settings, today).values())
     good = _metric(daily, "finished_early", "window") + _metric(daily, "finished_on_time", "window")
     finished_rated = good + _metric(daily, "finished_overdue", "window")
     progress_base = finished_rated + open_in_time + overdue
@@ -747,7 +744,7 @@ def province_rows(
     names = {f"{int(p.code):02d}": p.name.removeprefix("Thành phố ") for p in Province.iter_all()}
 
     provinces: dict[str, dict[str, Any]] = {}
-    metrics: dict[str, dict[str, dict[str, int]]] = {}
+    metrics: dict[str, list[dict[str, dict[str, int]]]] = {}
     queues: dict[str, list[dict[str, Any]]] = defaultdict(list)
     communes = select(Commune.code, Commune.province_code).where(in_scope(settings))
     for code, province in _read(session, communes.order_by(Commune.province_code)):
@@ -766,7 +763,7 @@ def province_rows(
                 "centres_stale": 0,
                 "centres_offline": 0,
             }
-            metrics[province] = {}
+            metrics[province] = []
         row["communes"] += 1
         for key, value in (due.get(code) or {}).items():
             row[key] += value
@@ -778,14 +775,11 @@ def province_rows(
         state = feeds.feed_state(feed_rows.get(code), now, settings)
         if state in (feeds.LIVE, feeds.STALE, feeds.OFFLINE):
             row[f"centres_{'online' if state == feeds.LIVE else state}"] += 1
-        for metric, spans in daily.get(code, {}).items():
-            sums = metrics[province].setdefault(metric, defaultdict(int))
-            for span, value in spans.items():
-                sums[span] += value
+        metrics[province].append(daily.get(code, {}))
 
     out = []
     for province, row in sorted(provinces.items()):
-        summed = metrics[province]
+        summed = _merge_daily(metrics[province])
         row |= {
             "centres_total": row["communes"],
             "avg_wait_minutes": _minutes(_mean_wait_s(queues[province])),

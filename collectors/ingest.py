@@ -466,14 +466,14 @@ class Ingestor:
         )
 
     def _add_day_counts(self, session: Session, deltas: Counter[tuple[str, date, str]]) -> None:
-        """Add the day counters' deltas to ``commune_days`` (a row per commune and day)."""
-        table = m.CommuneDay.__table__
+        """Add the day counters' deltas to ``commune_days``: one upsert of a row per commune
+        and day, in key order (the same lock order in every transaction on PostgreSQL)."""
         self._upsert(
             session,
-            table,
+            m.CommuneDay.__table__,
             commune_day_rows(deltas),
             ["commune_code", "day"],
-            lambda ins: {k: table.c[k] + ins.excluded[k] for k in dd.DAILY_METRICS},
+            functools.partial(_added, dd.DAILY_METRICS),
         )
 
     # --- reference data ------------------------------------------------------------------
@@ -1203,6 +1203,11 @@ def recount_commune_backlog(conn: Connection) -> None:
             select(b.commune_code, func.sum(b.open_count)).group_by(b.commune_code),
         )
     )
+
+
+def _added(columns: Sequence[str], ins: Any) -> dict[str, Any]:
+    """``SET column = column + excluded.column`` for an upsert of counters."""
+    return {c: ins.table.c[c] + ins.excluded[c] for c in columns}
 
 
 def commune_day_rows(counts: Mapping[tuple[str, date, str], int]) -> list[dict[str, Any]]:

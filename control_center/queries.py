@@ -226,21 +226,24 @@ def _due_counts(
     )
     for code, total in _read(session, totals):
         counts[code] = {"open": int(total or 0), "overdue": 0, "due_soon": 0}
-    # Overdue and due soon are two index ranges each side of ``now``: summing each range
-    # reads half as much as one range with a CASE per bucket. A dossier paused in time is
-    # in the backlog, never overdue or due soon (its due date moves with the pause).
+    # Overdue and due soon are two index ranges each side of ``now`` (in one statement):
+    # summing each range reads half as much as one range with a CASE per bucket. A dossier
+    # paused in time is in the backlog, never overdue or due soon (its due date moves with
+    # the pause).
     ranges = {
         "overdue": b.due_minute < now,
         "due_soon": and_(b.due_minute >= now, b.due_minute < soon_until),
     }
-    for key, in_range in ranges.items():
-        sums = (
-            select(b.commune_code, func.sum(b.open_count))
+    sums = union_all(
+        *(
+            select(literal(key), b.commune_code, func.sum(b.open_count))
             .where(in_range, in_scope_, b.paused == false())
             .group_by(b.commune_code)
+            for key, in_range in ranges.items()
         )
-        for code, n in _read(session, sums):
-            counts.setdefault(code, {"open": 0, "overdue": 0, "due_soon": 0})[key] = int(n or 0)
+    )
+    for key, code, n in _read(session, sums):
+        counts.setdefault(code, {"open": 0, "overdue": 0, "due_soon": 0})[key] = int(n or 0)
     return counts
 
 
@@ -362,7 +365,10 @@ def _counters_open(session: Session, settings: Settings) -> dict[str, int]:
     return {code: int(n) for code, n in _read(session, stmt)}
 
 
-def _open_alerts_by_commune(session: Session) -> dict[str | None, int]:
+@_shared
+def _open_alerts_by_commune(session: Session, settings: Settings) -> dict[str | None, int]:
+    """Open alerts per commune, None for the province's own; every one, whatever the scope
+    (``settings`` only keys the shared reading)."""
     stmt = (
         select(Alert.commune_code, func.count())
         .where(Alert.state == "open")
@@ -579,9 +585,7 @@ def province_summary(
     data_stale = beat is None or now - beat > stale_after
     data_stale = data_stale or newest_arrival is None or now - newest_arrival > stale_after
 
-    open_alerts = int(
-        session.scalar(select(func.count()).select_from(Alert).where(Alert.state == "open")) or 0
-    )
+    open_alerts = sum(_open_alerts_by_commune(session, settings).values())
     dead_today, dead_yesterday = session.execute(
         select(
             func.sum(case((DeadLetter.arrived_at >= midnight, 1), else_=0)),
@@ -693,7 +697,7 @@ def _commune_rows_for(
     queue = _queue_today(session, settings, today)
     counters = _counters_open(session, settings)
     feed_rows = _feeds(session, settings)
-    alerts = _open_alerts_by_commune(session)
+    alerts = _open_alerts_by_commune(session, settings)
     return [
         _commune_row(
             c,
@@ -739,7 +743,7 @@ def province_rows(
     daily = _daily_counts(session, settings, today)
     queue = _queue_today(session, settings, today)
     feed_rows = _feeds(session, settings)
-    alerts = _open_alerts_by_commune(session)
+    alerts = _open_alerts_by_commune(session, settings)
     # Short names, as on the map: the package writes cities "Thành phố Hà Nội".
     names = {f"{int(p.code):02d}": p.name.removeprefix("Thành phố ") for p in Province.iter_all()}
 

@@ -879,11 +879,11 @@ def test_wall_queries_do_not_loop_over_communes(
     finally:
         event.remove(engine, "before_cursor_execute", count)
     # A handful of statements whatever the number of communes (124 here would mean a loop);
-    # the due counts are three (the backlog rows, the overdue and the due-soon ranges), the
-    # daily reads two (the window and the three days), and the same-time-yesterday counters
-    # one more (three index ranges in one UNION ALL).
-    assert rows_statements <= 11
-    assert summary_statements <= 15
+    # the due counts are two (the backlog rows; the overdue and the due-soon ranges in one
+    # UNION ALL), the daily reads two (the window and the three days), and the
+    # same-time-yesterday counters one more (three index ranges in one UNION ALL).
+    assert rows_statements <= 10
+    assert summary_statements <= 14
 
 
 def test_a_province_leaves_out_other_provinces_communes_in_a_shared_database(

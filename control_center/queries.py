@@ -25,6 +25,7 @@ from sqlalchemy import (
     Executable,
     Result,
     Row,
+    Select,
     SQLColumnExpression,
     String,
     and_,
@@ -399,14 +400,15 @@ def _feeds(session: Session, settings: Settings) -> dict[str, _Row]:
     return {f.commune_code: f for f in rows}
 
 
-def _collector_beat(session: Session) -> datetime | None:
+def _collector_beat_query() -> Select[datetime]:
     # Several collectors may share a subscription; the newest beat says data still flows.
-    return _read(
-        session,
-        select(func.max(Heartbeat.beat_at)).where(
-            Heartbeat.name.like(f"{COLLECTOR_HEARTBEAT_PREFIX}%")
-        ),
-    ).scalar()
+    return select(func.max(Heartbeat.beat_at)).where(
+        Heartbeat.name.like(f"{COLLECTOR_HEARTBEAT_PREFIX}%")
+    )
+
+
+def _collector_beat(session: Session) -> datetime | None:
+    return _read(session, _collector_beat_query()).scalar()
 
 
 def _metric(daily: Mapping[str, Mapping[str, int]], metric: str, when: str) -> int:
@@ -485,19 +487,23 @@ def snapshot_near(
     session: Session, scope: str, at: datetime, within: timedelta = SNAPSHOT_NEAR
 ) -> tuple[datetime, dict[str, Any]] | None:
     """The summary snapshot of ``scope`` nearest to ``at`` and not further than ``within``:
-    (taken_at, figures), or None. Two primary-key seeks, one each side of ``at``."""
+    (taken_at, figures), or None. One statement: the nearest snapshot time on each side of
+    ``at`` (a primary-key seek each), then those rows."""
     s = SummarySnapshot
-    around = [
-        select(s.taken_at, s.figures)
+    before = (
+        select(func.max(s.taken_at))
         .where(s.scope == scope, s.taken_at <= at, s.taken_at >= at - within)
-        .order_by(s.taken_at.desc())
-        .limit(1),
-        select(s.taken_at, s.figures)
+        .scalar_subquery()
+    )
+    after = (
+        select(func.min(s.taken_at))
         .where(s.scope == scope, s.taken_at > at, s.taken_at <= at + within)
-        .order_by(s.taken_at.asc())
-        .limit(1),
-    ]
-    found = [row for stmt in around for row in _read(session, stmt).all()]
+        .scalar_subquery()
+    )
+    found = _read(
+        session,
+        select(s.taken_at, s.figures).where(s.scope == scope, s.taken_at.in_([before, after])),
+    ).all()
     if not found:
         return None
     taken_at, figures = min(found, key=lambda row: abs(row.taken_at - at))
@@ -549,12 +555,31 @@ def province_summary(
     open_total = sum(c["open"] for c in due.values())
     overdue = sum(c["overdue"] for c in due.values())
     due_soon = sum(c["due_soon"] for c in due.values())
-    open_undated = session.scalar(
-        select(func.coalesce(func.sum(CommuneDueBucket.open_count), 0)).where(
-            CommuneDueBucket.due_minute.is_(None),
-            commune_filter(session, settings, CommuneDueBucket.commune_code),
-        )
-    )
+    # The summary's single figures in one statement (one round trip, not five).
+    dead = DeadLetter.arrived_at
+    open_undated, centres_total, beat, dead_today, dead_yesterday = _read(
+        session,
+        select(
+            select(func.coalesce(func.sum(CommuneDueBucket.open_count), 0))
+            .where(
+                CommuneDueBucket.due_minute.is_(None),
+                commune_filter(session, settings, CommuneDueBucket.commune_code),
+            )
+            .scalar_subquery(),
+            select(func.count()).select_from(Commune).where(in_scope(settings)).scalar_subquery(),
+            _collector_beat_query().scalar_subquery(),
+            select(func.count()).select_from(DeadLetter).where(dead >= midnight).scalar_subquery(),
+            # Dead letters of yesterday up to the same time.
+            select(func.count())
+            .select_from(DeadLetter)
+            .where(
+                dead >= midnight - timedelta(days=1),
+                dead < midnight,
+                dead < now - timedelta(days=1),
+            )
+            .scalar_subquery(),
+        ),
+    ).one()
     open_in_time = open_total - overdue - int(open_undated or 0)
 
     daily = _merge_daily(_daily_counts(session, settings, today).values())
@@ -569,9 +594,6 @@ def province_summary(
     waiting = sum(q["waiting"] for q in queue.values())
     avg_wait = _mean_wait_s(queue.values())
 
-    centres_total = int(
-        session.scalar(select(func.count()).select_from(Commune).where(in_scope(settings))) or 0
-    )
     feed_rows = _feeds(session, settings)
     states = [feeds.feed_state(f, now, settings) for f in feed_rows.values()]
     last_event_at = max(
@@ -580,30 +602,11 @@ def province_summary(
     newest_arrival = max(
         (seen for f in feed_rows.values() if (seen := feeds.last_seen_at(f))), default=None
     )
-    beat = _collector_beat(session)
     stale_after = timedelta(seconds=settings.wall_stale_after_s)
     data_stale = beat is None or now - beat > stale_after
     data_stale = data_stale or newest_arrival is None or now - newest_arrival > stale_after
 
     open_alerts = sum(_open_alerts_by_commune(session, settings).values())
-    dead_today, dead_yesterday = session.execute(
-        select(
-            func.sum(case((DeadLetter.arrived_at >= midnight, 1), else_=0)),
-            func.sum(
-                case(
-                    (
-                        and_(
-                            DeadLetter.arrived_at < midnight,
-                            DeadLetter.arrived_at < now - timedelta(days=1),
-                        ),
-                        1,
-                    ),
-                    else_=0,
-                )
-            ),
-        ).where(DeadLetter.arrived_at >= midnight - timedelta(days=1))
-    ).one()
-
     return {
         "open": open_total,
         "overdue": overdue,

@@ -90,12 +90,13 @@ def trend(
 ) -> tuple[str, str] | None:
     """Arrow text and tone ("good" / "bad" / "flat") of a change since yesterday.
 
-    None when either side is unknown: no arrow beats a made-up one.
+    None when either side is unknown: no arrow beats a made-up one. A change too small to
+    show at ``fmt``'s precision is flat: never "▼ 0,0".
     """
     if current is None or previous is None:
         return None
     delta = current - previous
-    if abs(delta) < 1e-9:
+    if abs(delta) < 1e-9 or fmt(abs(delta)) == fmt(0.0):
         return "→ 0", "flat"
     arrow = "▲" if delta > 0 else "▼"
     good = (delta > 0) == higher_is_better

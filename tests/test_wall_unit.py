@@ -15,7 +15,15 @@ from control_center.app import create_app, render_page
 from control_center.settings import CONFIG_DIR, load_settings
 from layouts import commune, kiosk, queue, wall, wall_overdue
 from layouts.context import WallContext
-from layouts.format import fmt_datetime, fmt_int, fmt_lag, fmt_minutes, fmt_pct, trend
+from layouts.format import (
+    fmt_datetime,
+    fmt_int,
+    fmt_lag,
+    fmt_minutes,
+    fmt_number,
+    fmt_pct,
+    trend,
+)
 from layouts.i18n import STRINGS, lang_from_search, t, with_lang
 from layouts.map import (
     FEED_STATES,
@@ -99,6 +107,9 @@ def test_trend_tone_follows_whether_up_is_good() -> None:
     assert trend(10, 7, higher_is_better=False) == ("▲ 3", "bad")
     assert trend(5, 5) == ("→ 0", "flat")
     assert trend(5, None) is None
+    # A rate 0.04 points lower shows as 0,0 at one decimal: flat, not "▼ 0,0".
+    assert trend(96.00, 96.04, fmt=fmt_number) == ("→ 0", "flat")
+    assert trend(96.00, 96.06, fmt=fmt_number) == ("▼ 0,1", "bad")
 
 
 # --- language -------------------------------------------------------------------------------

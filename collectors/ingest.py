@@ -458,22 +458,26 @@ class Ingestor:
         table: Any,
         rows: Sequence[dict[str, Any]],
         key: Sequence[str],
-        column: str,
+        *columns: str,
     ) -> None:
-        """Upsert counters: insert, or add the delta in ``column`` to the existing row."""
+        """Upsert counters: insert, or add the deltas in ``columns`` to the existing row."""
         self._upsert(
-            session, table, rows, key, lambda ins: {column: table.c[column] + ins.excluded[column]}
+            session,
+            table,
+            rows,
+            key,
+            lambda ins: {c: table.c[c] + ins.excluded[c] for c in columns},
         )
 
     def _add_day_counts(self, session: Session, deltas: Counter[tuple[str, date, str]]) -> None:
         """Add the day counters' deltas to ``commune_days``: one upsert of a row per commune
         and day, in key order (the same lock order in every transaction on PostgreSQL)."""
-        self._upsert(
+        self._add_counts(
             session,
             m.CommuneDay.__table__,
             commune_day_rows(deltas),
             ["commune_code", "day"],
-            functools.partial(_added, dd.DAILY_METRICS),
+            *dd.DAILY_METRICS,
         )
 
     # --- reference data ------------------------------------------------------------------
@@ -1203,11 +1207,6 @@ def recount_commune_backlog(conn: Connection) -> None:
             select(b.commune_code, func.sum(b.open_count)).group_by(b.commune_code),
         )
     )
-
-
-def _added(columns: Sequence[str], ins: Any) -> dict[str, Any]:
-    """``SET column = column + excluded.column`` for an upsert of counters."""
-    return {c: ins.table.c[c] + ins.excluded[c] for c in columns}
 
 
 def commune_day_rows(counts: Mapping[tuple[str, date, str], int]) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -200,19 +201,8 @@ class World:
 
 
 def seed_communes(session: Session) -> None:
-    for c in province_communes("08"):
-        session.add(
-            Commune(
-                code=c.code,
-                province_code=c.province_code,
-                name=c.name,
-                name_en=c.name_en,
-                division_type=c.division_type,
-                lon=c.lon,
-                lat=c.lat,
-                area_km2=c.area_km2,
-            )
-        )
+    # A reference commune's fields are the communes table's columns.
+    session.add_all(Commune(**asdict(c)) for c in province_communes("08"))
     session.commit()
 
 
@@ -912,14 +902,7 @@ def test_a_province_leaves_out_other_provinces_communes_in_a_shared_database(
 
     # Another province's commune and a dossier there (a national database, say).
     other = province_communes("01")[0]
-    session.add(
-        Commune(
-            code=other.code,
-            province_code=other.province_code,
-            name=other.name,
-            division_type=other.division_type,
-        )
-    )
+    session.add(Commune(**asdict(other)))
     world.dossier(other.code, received_at=vn(11, 27, 8), due_at=vn(11, 27, 9))
     world.commit()
     with session_factory(engine)() as fresh:  # the scope is read once per session

@@ -75,7 +75,7 @@ from alerts.policy import (
     should_escalate,
     stamped_cause_key,
 )
-from control_center import snapshots
+from control_center import liveview, snapshots
 from control_center.db import insert_for, insert_ignore
 from control_center.domain.calendar import LOCAL_TZ, WorkingCalendar
 from control_center.domain.dossier import local_day
@@ -1041,8 +1041,9 @@ def run(
         settings.redacted().get("mqtt_url"),
         lease.holder,
     )
-    next_cycle = next_check = 0.0
+    next_cycle = next_check = next_view = 0.0
     checked: datetime | None = None  # up to when thresholds have been looked at
+    publishes_view = settings.live_view_s > 0 and not settings.national
     try:
         while not stop.is_set():
             _drain_acks(mqtt, factory, settings, clock)
@@ -1074,6 +1075,9 @@ def run(
                     checked = _crossings(
                         factory, units, settings, calendar, policy, clock, checked, *channels
                     )
+                if publishes_view and lease.valid() and _time.monotonic() >= next_view:
+                    next_view = _time.monotonic() + settings.live_view_s
+                    _publish_view(factory, units, settings, calendar, clock)
             except LeaseLost as exc:
                 log.warning("alert engine %s stopped acting: %s", lease.holder, exc)
                 metrics.leadership_changes.labels("lost").inc()
@@ -1261,6 +1265,24 @@ def _crossings(
     except Exception:
         log.exception("alerts crossing check failed")  # the next full cycle catches up
         return since
+
+
+def _publish_view(
+    factory: Any,
+    transaction: Any,
+    settings: Settings,
+    calendar: WorkingCalendar,
+    clock: Callable[[], datetime],
+) -> None:
+    """The province's wall reading for every screen (:mod:`control_center.liveview`). A
+    failure only means the walls compute the figures themselves until the next one."""
+    try:
+        with transaction(factory) as session:
+            liveview.publish(session, settings, calendar, clock())
+    except LeaseLost:
+        raise
+    except Exception as exc:  # every few seconds while the database is away: no traceback
+        log.warning("wall reading not stored: %s", f"{type(exc).__name__}: {exc}"[:300])
 
 
 def _deliver(

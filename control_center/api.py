@@ -39,6 +39,7 @@ from control_center import exports, periods, queries, ranking
 from control_center.db import Database
 from control_center.domain.calendar import WorkingCalendar
 from control_center.jsonutil import dumps
+from control_center.liveview import province_reading
 from control_center.models import Alert
 from control_center.national import cached_national_view, cached_province_view
 from control_center.security import accounts, policy
@@ -880,7 +881,7 @@ def register_api(
                 return cached_national_view(session, scoped, calendar, now())["summary"]
             if settings.national:  # a province of the country: its wall's shared reading
                 return cached_province_view(session, scoped, calendar, now())["summary"]
-            return queries.province_summary(session, scoped, calendar, now())
+            return province_reading(session, scoped, calendar, now())["summary"]
 
     @bp.get(f"{API_PREFIX}/communes")
     @endpoint
@@ -889,7 +890,7 @@ def register_api(
         with db.session() as session:
             if settings.national and not scoped.national:
                 return cached_province_view(session, scoped, calendar, now())["communes"]
-            return queries.commune_rows(session, scoped, calendar, now())
+            return province_reading(session, scoped, calendar, now())["communes"]
 
     @bp.get(f"{API_PREFIX}/provinces")
     @endpoint

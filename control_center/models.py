@@ -497,6 +497,18 @@ class SummarySnapshot(Base):
     figures: Mapped[dict[str, Any]]
 
 
+class LiveView(Base):
+    """A scope's wall reading (summary and commune rows) as of ``computed_at``: written every
+    few seconds by the alert engine's leader, read by every wall refresh and API reader of the
+    scope instead of each computing it (``control_center.liveview``)."""
+
+    __tablename__ = "live_views"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)  # province code
+    computed_at: Mapped[datetime]
+    document: Mapped[str] = mapped_column(Text)  # control_center.readcache.dumps
+
+
 # --- sign-in, API tokens, kiosk links and the audit log (docs/security.md) -------------------
 
 

@@ -43,6 +43,16 @@ def _decode(obj: dict[str, Any]) -> Any:
     return obj
 
 
+def dumps(value: Any) -> str:
+    """JSON of a reading, aware datetimes and dates kept as such by :func:`loads`."""
+    return json.dumps(value, default=_encode, ensure_ascii=False, separators=(",", ":"))
+
+
+def loads(text: str) -> Any:
+    """The value :func:`dumps` wrote, its datetimes and dates restored."""
+    return json.loads(text, object_hook=_decode)
+
+
 class SharedCache:
     def __init__(self, directory: Path, max_age_s: float) -> None:
         self.directory = directory
@@ -55,7 +65,7 @@ class SharedCache:
     def _read(self, path: Path) -> tuple[float, Any] | None:
         try:
             with path.open(encoding="utf-8") as fh:
-                stored = json.load(fh, object_hook=_decode)
+                stored = loads(fh.read())
         except (OSError, ValueError):
             return None
         return float(stored["computed_at"]), stored["value"]
@@ -90,7 +100,7 @@ class SharedCache:
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump({"computed_at": computed_at, "value": value}, fh, default=_encode)
+                fh.write(dumps({"computed_at": computed_at, "value": value}))
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

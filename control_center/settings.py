@@ -168,6 +168,18 @@ class Settings(BaseSettings):
 
     # Wall
     wall_refresh_s: int = 5
+    live_view_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="the alert engine's leader computes the province's wall reading this often "
+        "and stores it for every screen and API reader (0: it does not; each request computes)",
+    )
+    live_view_max_age_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="a stored wall reading older than this is not used: the request computes "
+        "the figures itself (the alert engine stopped or is behind)",
+    )
     map_tiles: str | None = Field(
         default=None,
         description="raster tile URL template ({z}/{x}/{y}) under the communes, for sites that "

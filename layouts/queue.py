@@ -3,7 +3,8 @@
 Per centre: tickets waiting, the longest wait, the average wait today and the counters open;
 the centres where people wait longest come first, the province's totals on top. It reads the
 same per-commune rows as the wall (``queries.commune_rows``: today's ``queue_tickets`` and
-``queue_counters``, a few GROUP BY queries), never the event tables.
+``queue_counters``, a few GROUP BY queries, or the alert engine's stored reading of them,
+``control_center.liveview``), never the event tables.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from dash import Dash, Input, Output, State, dcc, html, no_update
 from sqlalchemy.exc import SQLAlchemyError
 
+from control_center.liveview import province_reading
 from layouts import ids
 from layouts.common import header, scope_name
 from layouts.context import WallContext
@@ -214,9 +216,9 @@ def register(app: Dash, wall: WallContext) -> None:
         now = wall.now()
         calendar = wall.working_calendar()
         try:
-            with wall.db.session() as session, wall.queries.shared_reads(session):
-                summary = wall.queries.province_summary(session, wall.settings, calendar, now)
-                rows = wall.queries.commune_rows(session, wall.settings, calendar, now)
+            with wall.db.session() as session:
+                view = province_reading(session, wall.settings, calendar, now)
+            summary, rows = view["summary"], view["communes"]
         except SQLAlchemyError as exc:
             log.warning("queue refresh: database unavailable: %s", type(exc).__name__)
             return (

@@ -15,6 +15,7 @@ from dash import ClientsideFunction, Dash, Input, Output, State, dcc, html, no_u
 from dash.development.base_component import Component
 from sqlalchemy.exc import SQLAlchemyError
 
+from control_center.liveview import province_reading
 from control_center.national import cached_province_view
 from layouts import ids
 from layouts.common import header, panel, province_name
@@ -537,9 +538,9 @@ def register(app: Dash, wall: WallContext) -> None:
                     view = cached_province_view(session, settings, calendar, now)
                     summary, rows = view["summary"], view["communes"]
                     communes = [r["code"] for r in rows]
-                else:
-                    summary = q.province_summary(session, settings, calendar, now)
-                    rows = q.commune_rows(session, settings, calendar, now)
+                else:  # the alert engine's reading of the moment, when it is current
+                    view = province_reading(session, settings, calendar, now)
+                    summary, rows = view["summary"], view["communes"]
                     communes = None  # the database holds this province only
                 alerts = q.list_alerts(session, state="open", communes=communes, limit=TICKER_MAX)
         except SQLAlchemyError as exc:

@@ -27,7 +27,7 @@ from layouts import ids
 from layouts.format import fmt_int
 from layouts.queue import queue_totals, total_tiles
 from tests.conftest import Mosquitto
-from tests.test_wall_callbacks import dash_call, wall_tick
+from tests.test_wall_callbacks import queue_tick, wall_tick
 from tests.wall_seed import NOW, THUONG_LAM, seed_province
 
 
@@ -160,19 +160,7 @@ def test_the_wall_the_queue_view_and_the_api_show_the_stored_reading(
     assert {c["code"]: c["queue_waiting"] for c in communes} == {
         c["code"]: c["queue_waiting"] for c in view["communes"]
     }
-    queue = dash_call(
-        client,
-        [
-            (ids.QUEUE_TOTALS, "children"),
-            (ids.QUEUE_TABLE, "children"),
-            (ids.QUEUE_CLOCK, "children"),
-            (ids.QUEUE_DATA_AS_OF, "children"),
-            (ids.QUEUE_STALE_BANNER, "children"),
-            (ids.QUEUE_STALE_BANNER, "className"),
-        ],
-        [(ids.QUEUE_INTERVAL, "n_intervals", None)],
-        [(ids.URL, "search", ""), (ids.QUEUE_KIOSK, "data", False)],
-    )
+    queue = queue_tick(client)
     expected = total_tiles(queue_totals(view["communes"], view["summary"]), "vi")
     assert queue[ids.QUEUE_TOTALS]["children"] == json.loads(to_json_plotly(expected))
 

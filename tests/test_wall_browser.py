@@ -129,8 +129,25 @@ def wait_for_map(dash_duo: Any) -> None:
     dash_duo.wait_for_element(f"#{ids.WALL_MAP} canvas.maplibregl-canvas", timeout=MAP_DRAW_S)
     wait_until(dash_duo, lambda: map_data(dash_duo, "gd.data.length") == 2, MAP_DRAW_S)
     wait_until(dash_duo, lambda: map_fitted(dash_duo), MAP_DRAW_S)
-    # The loading class goes once MapLibre has drawn its first frame.
-    time.sleep(2)
+    wait_until(dash_duo, lambda: map_idle(dash_duo), MAP_DRAW_S)
+
+
+def map_idle(dash_duo: Any) -> bool:
+    """The panel fit (assets/map_fit.js) has reached plotly.js and MapLibre, which has drawn it
+    and is not moving: what an operator's first wheel or click meets. Before that, a wheel's
+    zoom could be overwritten by the fit landing after it (a fixed pause was not always
+    enough on a loaded machine)."""
+    return bool(
+        map_data(
+            dash_duo,
+            "(() => { const s = gd._fullLayout.map && gd._fullLayout.map._subplot;"
+            " const m = s && s.map;"
+            f" const want = Number(document.getElementById('{ids.WALL_MAP}').dataset.fitZoom);"
+            " return !!m && m.loaded() && !m.isMoving()"
+            " && Math.abs(gd.layout.map.zoom - want) < 1e-6"
+            " && Math.abs(m.getZoom() - want) < 1e-6; })()",
+        )
+    )
 
 
 def screenshot(dash_duo: Any, name: str) -> Path:
@@ -278,12 +295,21 @@ def test_wall_updates_in_place_and_keeps_the_operators_zoom(
     start(dash_duo, province)
     wait_for_map(dash_duo)
     initial_zoom = map_data(dash_duo, "gd.layout.map.zoom")
-    # A real mouse-wheel zoom over the map, as an operator would do.
+    # A real mouse-wheel zoom over the map, as an operator would do. On a loaded machine
+    # headless Chromium now and then never delivers a synthetic wheel to the page (MapLibre
+    # saw no wheel event at all), so the operator scrolls again until the map zoomed.
     canvas = dash_duo.find_element(f"#{ids.WALL_MAP} canvas.maplibregl-canvas")
-    ActionChains(dash_duo.driver).scroll_from_origin(
-        ScrollOrigin.from_element(canvas), 0, -400
-    ).perform()
-    wait_until(dash_duo, lambda: map_data(dash_duo, "gd.layout.map.zoom") > initial_zoom + 0.3)
+
+    def zoomed_in() -> bool:
+        if map_data(dash_duo, "gd.layout.map.zoom") > initial_zoom + 0.3:
+            return True
+        ActionChains(dash_duo.driver).scroll_from_origin(
+            ScrollOrigin.from_element(canvas), 0, -400
+        ).perform()
+        time.sleep(1.5)
+        return bool(map_data(dash_duo, "gd.layout.map.zoom") > initial_zoom + 0.3)
+
+    wait_until(dash_duo, zoomed_in, 30)
     zoom = settled(dash_duo, lambda: map_data(dash_duo, "gd.layout.map.zoom"))
     before = province.summary()["overdue"]
     province.add_overdue(HA_GIANG_2, 5)

@@ -27,6 +27,7 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
             const latZoom = Math.log2((graph.clientHeight * 360) / (512 * latSpan));
             const zoom = Math.round((Math.min(lonZoom, latZoom) - 0.1) * 100) / 100;
             const centre = { lon: (minLon + maxLon) / 2, lat: (minLat + maxLat) / 2 };
+            graph.dataset.fitZoom = String(zoom); // the view this fit asked for (tests wait on it)
             return new clientside.Patch()
                 .assign(["layout", "map", "center"], centre)
                 .assign(["layout", "map", "zoom"], zoom)

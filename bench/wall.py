@@ -78,6 +78,8 @@ from control_center.reference import seed_reference_data  # noqa: E402
 from control_center.runtime import calendar_from_settings, freeze_startup_heap  # noqa: E402
 from control_center.settings import load_settings  # noqa: E402
 from layouts import ids  # noqa: E402
+from layouts import queue as queue_page  # noqa: E402
+from layouts import wall as wall_page  # noqa: E402
 
 PROVINCE = "08"
 # Wednesday 25 November 2026, 10:00 in the province: a working morning.
@@ -88,18 +90,7 @@ P95_FLOOR_MS = 50.0
 BYTES_FLOOR = 100 * 1024
 LOAD_FLOOR_S = 2.0
 
-WALL_OUTPUTS = [
-    (ids.WALL_MAP, "figure"),
-    (ids.WALL_MAP_BUILT, "data"),
-    (ids.WALL_KPIS, "children"),
-    (ids.WALL_WORST, "children"),
-    (ids.WALL_TICKER, "children"),
-    (ids.WALL_FEEDS, "children"),
-    (ids.WALL_CLOCK, "children"),
-    (ids.WALL_DATA_AS_OF, "children"),
-    (ids.WALL_STALE_BANNER, "children"),
-    (ids.WALL_STALE_BANNER, "className"),
-]
+WALL_OUTPUTS = wall_page.REFRESH_OUTPUTS
 
 
 # --- database -------------------------------------------------------------------------------
@@ -353,14 +344,7 @@ def wall_body(tick: int | None, built: Any) -> dict[str, Any]:
 
 def queue_body(tick: int | None) -> dict[str, Any]:
     return dash_body(
-        [
-            (ids.QUEUE_TOTALS, "children"),
-            (ids.QUEUE_TABLE, "children"),
-            (ids.QUEUE_CLOCK, "children"),
-            (ids.QUEUE_DATA_AS_OF, "children"),
-            (ids.QUEUE_STALE_BANNER, "children"),
-            (ids.QUEUE_STALE_BANNER, "className"),
-        ],
+        queue_page.REFRESH_OUTPUTS,
         [(ids.QUEUE_INTERVAL, "n_intervals", tick)],
         [(ids.URL, "search", ""), (ids.QUEUE_KIOSK, "data", False)],
         [f"{ids.QUEUE_INTERVAL}.n_intervals"] if tick else [],

@@ -505,18 +505,24 @@ def layout(
 # --- callbacks ------------------------------------------------------------------------------
 
 
+# What one refresh of the wall writes (also what the tests and bench/wall.py ask for).
+REFRESH_OUTPUTS = (
+    (ids.WALL_MAP, "figure"),
+    (ids.WALL_MAP_BUILT, "data"),
+    (ids.WALL_KPIS, "children"),
+    (ids.WALL_WORST, "children"),
+    (ids.WALL_TICKER, "children"),
+    (ids.WALL_FEEDS, "children"),
+    (ids.WALL_CLOCK, "children"),
+    (ids.WALL_DATA_AS_OF, "children"),
+    (ids.WALL_STALE_BANNER, "children"),
+    (ids.WALL_STALE_BANNER, "className"),
+)
+
+
 def register(app: Dash, wall: WallContext) -> None:
     @app.callback(
-        Output(ids.WALL_MAP, "figure"),
-        Output(ids.WALL_MAP_BUILT, "data"),
-        Output(ids.WALL_KPIS, "children"),
-        Output(ids.WALL_WORST, "children"),
-        Output(ids.WALL_TICKER, "children"),
-        Output(ids.WALL_FEEDS, "children"),
-        Output(ids.WALL_CLOCK, "children"),
-        Output(ids.WALL_DATA_AS_OF, "children"),
-        Output(ids.WALL_STALE_BANNER, "children"),
-        Output(ids.WALL_STALE_BANNER, "className"),
+        *(Output(i, p) for i, p in REFRESH_OUTPUTS),
         Input(ids.WALL_INTERVAL, "n_intervals"),
         Input(ids.WALL_MEASURE, "value"),
         State(ids.URL, "search"),
@@ -536,12 +542,11 @@ def register(app: Dash, wall: WallContext) -> None:
                 if wall.settings.national:
                     # A province of the country: one reading per period for all its viewers.
                     view = cached_province_view(session, settings, calendar, now)
-                    summary, rows = view["summary"], view["communes"]
-                    communes = [r["code"] for r in rows]
                 else:  # the alert engine's reading of the moment, when it is current
                     view = province_reading(session, settings, calendar, now)
-                    summary, rows = view["summary"], view["communes"]
-                    communes = None  # the database holds this province only
+                summary, rows = view["summary"], view["communes"]
+                # A provincial database holds this province only: no commune filter needed.
+                communes = [r["code"] for r in rows] if wall.settings.national else None
                 alerts = q.list_alerts(session, state="open", communes=communes, limit=TICKER_MAX)
         except SQLAlchemyError as exc:
             # Keep the last figures on screen but say loudly that they are no longer current.

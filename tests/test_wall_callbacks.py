@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -15,21 +16,10 @@ import pytest
 from control_center.app import create_app
 from control_center.db import make_engine
 from control_center.settings import load_settings
-from layouts import ids
+from layouts import ids, queue, wall
 from tests.wall_seed import NOW, THUONG_LAM, seed_province
 
-WALL_OUTPUTS = [
-    (ids.WALL_MAP, "figure"),
-    (ids.WALL_MAP_BUILT, "data"),
-    (ids.WALL_KPIS, "children"),
-    (ids.WALL_WORST, "children"),
-    (ids.WALL_TICKER, "children"),
-    (ids.WALL_FEEDS, "children"),
-    (ids.WALL_CLOCK, "children"),
-    (ids.WALL_DATA_AS_OF, "children"),
-    (ids.WALL_STALE_BANNER, "children"),
-    (ids.WALL_STALE_BANNER, "className"),
-]
+WALL_OUTPUTS = wall.REFRESH_OUTPUTS
 
 
 @pytest.fixture
@@ -189,7 +179,7 @@ def test_commune_page_callback_answers_and_unknown_commune_says_so(client: Any) 
 
 def dash_call(
     client: Any,
-    outputs: list[tuple[str, str]],
+    outputs: Sequence[tuple[str, str]],
     inputs: list[tuple[str, str, Any]],
     state: list[tuple[str, str, Any]],
 ) -> dict[str, Any]:
@@ -206,14 +196,7 @@ def dash_call(
     return response.get_json()["response"]
 
 
-QUEUE_OUTPUTS = [
-    (ids.QUEUE_TOTALS, "children"),
-    (ids.QUEUE_TABLE, "children"),
-    (ids.QUEUE_CLOCK, "children"),
-    (ids.QUEUE_DATA_AS_OF, "children"),
-    (ids.QUEUE_STALE_BANNER, "children"),
-    (ids.QUEUE_STALE_BANNER, "className"),
-]
+QUEUE_OUTPUTS = queue.REFRESH_OUTPUTS
 
 
 def queue_tick(client: Any) -> dict[str, Any]:
